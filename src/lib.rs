@@ -1,14 +1,17 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! clipsight: an assistive-vision runtime for CLIP-family encoders on small boards.
+//!
+//! The data flows one way, one stage per module:
+//! capture → [`decode`]/[`preprocess`] → [`encode`] → [`matching`] → decide → speak.
+//! [`bundle`] loads the model files and their manifest; [`prompts`], [`calibrate`] and
+//! [`bank`] turn prompt sets into calibrated prompt banks.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod bank;
+pub mod build_bank;
+pub mod bundle;
+pub mod calibrate;
+pub mod decode;
+pub mod embedder;
+pub mod encode;
+pub mod matching;
+pub mod preprocess;
+pub mod prompts;

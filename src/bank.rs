@@ -1,0 +1,408 @@
+//! Prompt banks: precomputed, calibrated text embeddings of a prompt set, as safetensors.
+//!
+//! A bank is made on a host by `embed-prompts` and only loaded on the device. It holds one
+//! L2-normalized row per label (the mean of its templates' embeddings), the label's
+//! calibration (the mean and standard deviation of its cosine on reference photos that do not
+//! show it, and the cosine threshold derived from them), and metadata: labels, categories,
+//! priorities, sentences, and the id and fingerprint of the model that made it. A bank made
+//! with another model is refused, naming both. Failures are [`BankError`]s naming the file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::ModelIdentity;
+use crate::prompts::Category;
+
+/// The value of the `format` metadata key.
+pub const BANK_FORMAT: &str = "clipsight-bank/1";
+/// Banks larger than this are refused before they are read (a bank of 10,000 labels at
+/// dimension 1024 is 40 MB).
+pub const MAX_BANK_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BankError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a clipsight prompt bank: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(
+        "{path}: this bank was made with model {bank}, but the loaded model is {model}; \
+         re-embed the prompts with `clipsight embed-prompts --model <this model>`"
+    )]
+    ModelMismatch {
+        path: PathBuf,
+        bank: ModelIdentity,
+        model: ModelIdentity,
+    },
+}
+
+/// One label of a bank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BankEntry {
+    pub label: String,
+    pub category: Category,
+    pub priority: u8,
+    pub say: String,
+    /// The cosine above which the label counts as present.
+    pub threshold: f32,
+    /// Mean cosine on calibration photos that do not show the label.
+    pub neg_mean: f32,
+    /// Standard deviation of that cosine (> 0).
+    pub neg_std: f32,
+}
+
+impl BankEntry {
+    /// The calibrated score: how many standard deviations above the negatives' mean.
+    pub fn z(&self, cosine: f32) -> f32 {
+        (cosine - self.neg_mean) / self.neg_std
+    }
+
+    /// The threshold in z units.
+    pub fn z_threshold(&self) -> f32 {
+        self.z(self.threshold)
+    }
+}
+
+/// A loaded bank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bank {
+    pub name: String,
+    pub model: ModelIdentity,
+    /// How the thresholds were calibrated (free text, for people).
+    pub calibration: String,
+    pub entries: Vec<BankEntry>,
+    dim: usize,
+    embeddings: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryMeta {
+    label: String,
+    category: Category,
+    priority: u8,
+    say: String,
+}
+
+impl Bank {
+    /// Builds a bank; `embeddings` holds `entries.len()` rows of `dim` unit-length values.
+    pub fn new(
+        name: String,
+        model: ModelIdentity,
+        calibration: String,
+        entries: Vec<BankEntry>,
+        dim: usize,
+        embeddings: Vec<f32>,
+    ) -> Result<Self, String> {
+        if dim == 0 || embeddings.len() != entries.len() * dim {
+            return Err(format!(
+                "embeddings: expected {} × {dim} values, found {}",
+                entries.len(),
+                embeddings.len()
+            ));
+        }
+        if entries.is_empty() {
+            return Err("the bank has no labels".into());
+        }
+        if embeddings.iter().any(|v| !v.is_finite()) {
+            return Err("embeddings: non-finite values".into());
+        }
+        for e in &entries {
+            if !(e.threshold.is_finite() && e.neg_mean.is_finite())
+                || !(e.neg_std.is_finite() && e.neg_std > 0.0)
+            {
+                return Err(format!("label {:?}: invalid calibration", e.label));
+            }
+        }
+        Ok(Bank {
+            name,
+            model,
+            calibration,
+            entries,
+            dim,
+            embeddings,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The unit-length text embedding of label `i`.
+    pub fn embedding(&self, i: usize) -> &[f32] {
+        &self.embeddings[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Cosine of a unit-length image embedding with every label, into `out`.
+    pub fn cosines(&self, image: &[f32], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(self.embeddings.chunks_exact(self.dim)) {
+            *o = row.iter().zip(image).map(|(a, b)| a * b).sum();
+        }
+    }
+
+    /// Writes the bank as safetensors.
+    pub fn save(&self, path: &Path) -> Result<(), BankError> {
+        let io = |source| BankError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let emb = bytes(&self.embeddings);
+        let thr = bytes(&self.entries.iter().map(|e| e.threshold).collect::<Vec<_>>());
+        let mean = bytes(&self.entries.iter().map(|e| e.neg_mean).collect::<Vec<_>>());
+        let std = bytes(&self.entries.iter().map(|e| e.neg_std).collect::<Vec<_>>());
+        let n = self.entries.len();
+        fn view(data: &[u8], shape: Vec<usize>) -> Result<TensorView<'_>, String> {
+            TensorView::new(Dtype::F32, shape, data).map_err(|e| e.to_string())
+        }
+        let bad = |message: String| BankError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let tensors = vec![
+            ("embeddings", view(&emb, vec![n, self.dim]).map_err(bad)?),
+            ("threshold", view(&thr, vec![n]).map_err(bad)?),
+            ("neg_mean", view(&mean, vec![n]).map_err(bad)?),
+            ("neg_std", view(&std, vec![n]).map_err(bad)?),
+        ];
+        let entries: Vec<EntryMeta> = self
+            .entries
+            .iter()
+            .map(|e| EntryMeta {
+                label: e.label.clone(),
+                category: e.category,
+                priority: e.priority,
+                say: e.say.clone(),
+            })
+            .collect();
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), BANK_FORMAT.to_string());
+        meta.insert("name".to_string(), self.name.clone());
+        meta.insert("model_id".to_string(), self.model.id.clone());
+        meta.insert(
+            "model_fingerprint".to_string(),
+            self.model.fingerprint.clone(),
+        );
+        meta.insert("calibration".to_string(), self.calibration.clone());
+        meta.insert(
+            "entries".to_string(),
+            serde_json::to_string(&entries).unwrap_or_default(),
+        );
+        let data = safetensors::serialize(tensors, &Some(meta)).map_err(|e| BankError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(path, data).map_err(io)
+    }
+
+    /// Reads a bank file.
+    pub fn load(path: &Path) -> Result<Self, BankError> {
+        let io = |source| BankError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bad = |message: String| BankError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_BANK_BYTES {
+            return Err(bad(format!(
+                "{size} bytes is over the limit of {MAX_BANK_BYTES}"
+            )));
+        }
+        let buf = std::fs::read(path).map_err(io)?;
+        Self::from_bytes(&buf).map_err(bad)
+    }
+
+    fn from_bytes(buf: &[u8]) -> Result<Self, String> {
+        let (_, header) = SafeTensors::read_metadata(buf).map_err(|e| e.to_string())?;
+        let meta = header
+            .metadata()
+            .as_ref()
+            .ok_or("no metadata (not made by embed-prompts)")?;
+        let get = |key: &str| {
+            meta.get(key)
+                .cloned()
+                .ok_or_else(|| format!("metadata key {key:?} is missing"))
+        };
+        let format = get("format")?;
+        if format != BANK_FORMAT {
+            return Err(format!("format: expected {BANK_FORMAT}, found {format:?}"));
+        }
+        let entries: Vec<EntryMeta> = serde_json::from_str(&get("entries")?)
+            .map_err(|e| format!("metadata \"entries\": {e}"))?;
+        let tensors = SafeTensors::deserialize(buf).map_err(|e| e.to_string())?;
+        let read = |name: &str, shape_ok: &dyn Fn(&[usize]) -> bool| -> Result<Vec<f32>, String> {
+            let t = tensors
+                .tensor(name)
+                .map_err(|_| format!("tensor {name:?} is missing"))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(format!(
+                    "tensor {name:?}: expected F32, found {:?}",
+                    t.dtype()
+                ));
+            }
+            if !shape_ok(t.shape()) {
+                return Err(format!(
+                    "tensor {name:?}: unexpected shape {:?} for {} labels",
+                    t.shape(),
+                    entries.len()
+                ));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let n = entries.len();
+        let emb_shape = tensors
+            .tensor("embeddings")
+            .map_err(|_| "tensor \"embeddings\" is missing".to_string())?
+            .shape()
+            .to_vec();
+        let dim = match emb_shape[..] {
+            [rows, dim] if rows == n && dim > 0 => dim,
+            _ => {
+                return Err(format!(
+                    "tensor \"embeddings\": expected [{n}, dim], found {emb_shape:?}"
+                ))
+            }
+        };
+        let embeddings = read("embeddings", &|s| s == [n, dim])?;
+        let vec1 = |s: &[usize]| s == [n];
+        let thr = read("threshold", &vec1)?;
+        let mean = read("neg_mean", &vec1)?;
+        let std = read("neg_std", &vec1)?;
+        let entries = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| BankEntry {
+                label: e.label,
+                category: e.category,
+                priority: e.priority,
+                say: e.say,
+                threshold: thr[i],
+                neg_mean: mean[i],
+                neg_std: std[i],
+            })
+            .collect();
+        let model = ModelIdentity {
+            id: get("model_id")?,
+            fingerprint: get("model_fingerprint")?,
+        };
+        Bank::new(
+            meta.get("name").cloned().unwrap_or_default(),
+            model,
+            meta.get("calibration").cloned().unwrap_or_default(),
+            entries,
+            dim,
+            embeddings,
+        )
+    }
+
+    /// Loads a bank and refuses it unless it was made with `model`.
+    pub fn load_for(path: &Path, model: &ModelIdentity) -> Result<Self, BankError> {
+        let bank = Self::load(path)?;
+        if &bank.model != model {
+            return Err(BankError::ModelMismatch {
+                path: path.to_path_buf(),
+                bank: bank.model,
+                model: model.clone(),
+            });
+        }
+        Ok(bank)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(id: &str) -> ModelIdentity {
+        ModelIdentity {
+            id: id.into(),
+            fingerprint: format!("{id:0>64}"),
+        }
+    }
+
+    fn sample() -> Bank {
+        let entry = |label: &str, category| BankEntry {
+            label: label.into(),
+            category,
+            priority: 7,
+            say: format!("{label}!"),
+            threshold: 0.3,
+            neg_mean: 0.1,
+            neg_std: 0.05,
+        };
+        Bank::new(
+            "test".into(),
+            identity("m1"),
+            "z = 2".into(),
+            vec![
+                entry("dog", Category::Object),
+                entry("fire", Category::Hazard),
+            ],
+            2,
+            vec![1.0, 0.0, 0.0, 1.0],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trips_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.safetensors");
+        let bank = sample();
+        bank.save(&path).unwrap();
+        let back = Bank::load_for(&path, &identity("m1")).unwrap();
+        assert_eq!(back, bank);
+        let mut out = [0.0; 2];
+        back.cosines(&[0.6, 0.8], &mut out);
+        assert_eq!(out, [0.6, 0.8]);
+        assert!((back.entries[0].z_threshold() - 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn another_model_is_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.safetensors");
+        sample().save(&path).unwrap();
+        let msg = Bank::load_for(&path, &identity("m2"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("m1") && msg.contains("m2"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.safetensors");
+        for junk in [
+            &b""[..],
+            b"garbage garbage garbage",
+            &[0xff; 64],
+            b"\x08\0\0\0\0\0\0\0{\"a\":1}",
+        ] {
+            std::fs::write(&path, junk).unwrap();
+            let err = Bank::load(&path).unwrap_err();
+            assert!(matches!(err, BankError::Format { .. }), "{err}");
+            assert!(err.to_string().contains("junk.safetensors"));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Image decoding with limits: bytes or a file → an upright RGB8 image.
+//!
+//! Input: an encoded image (JPEG, PNG, WebP, BMP, GIF, TIFF). Output: an [`image::RgbImage`]
+//! with the EXIF orientation applied, grayscale expanded and alpha dropped. The header is read
+//! first, and an image over the pixel limit is refused before any pixel is decoded; the
+//! decoder's allocations are bounded too, so a decompression bomb costs neither time nor
+//! memory. Failures are [`DecodeError`]s that name the file.
+
+use std::io::{BufRead, Cursor, Seek};
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+
+/// Default pixel limit: 50 megapixels (a 8660×5773 photo), far above any camera frame.
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+/// Default bound on the decoder's allocations, in bytes.
+pub const DEFAULT_MAX_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_pixels: u64,
+    pub max_alloc_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_alloc_bytes: DEFAULT_MAX_ALLOC_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: is a directory, not an image")]
+    Directory { path: PathBuf },
+    #[error("{path}: empty file")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a recognized image format")]
+    UnknownFormat { path: PathBuf },
+    #[error("{path}: image too large: {width}×{height} is over the limit of {limit} pixels")]
+    TooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        limit: u64,
+    },
+    #[error("{path}: cannot decode: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// Decodes the image file at `path`.
+pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DecodeError> {
+    let meta = std::fs::metadata(path).map_err(|source| DecodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Err(DecodeError::Directory {
+            path: path.to_path_buf(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_bytes(&bytes, path, limits)
+}
+
+/// Decodes an in-memory image. `path` names it in errors.
+pub fn decode_bytes(
+    bytes: &[u8],
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    decode_reader(Cursor::new(bytes), path, limits)
+}
+
+fn decode_reader<R: BufRead + Seek>(
+    reader: R,
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<RgbImage, DecodeError> {
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut reader = ImageReader::new(reader)
+        .with_guessed_format()
+        .map_err(|source| DecodeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if reader.format().is_none() {
+        return Err(DecodeError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut lim = Limits::default();
+    lim.max_alloc = Some(limits.max_alloc_bytes);
+    reader.limits(lim);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(DecodeError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("zero-sized image ({width}×{height})"),
+        });
+    }
+    let orientation = decoder.orientation().map_err(corrupt)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_a_png() {
+        let img = decode_bytes(&png(5, 3), Path::new("x.png"), DecodeLimits::default()).unwrap();
+        assert_eq!(img.dimensions(), (5, 3));
+        assert_eq!(img.get_pixel(4, 2).0, [4, 2, 7]);
+    }
+
+    #[test]
+    fn refuses_over_the_pixel_limit_before_decoding() {
+        let limits = DecodeLimits {
+            max_pixels: 10,
+            ..Default::default()
+        };
+        let err = decode_bytes(&png(5, 3), Path::new("big.png"), limits).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::TooLarge {
+                width: 5,
+                height: 3,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("big.png"));
+    }
+
+    #[test]
+    fn empty_text_and_truncated_inputs_are_named_errors() {
+        let p = Path::new("f.jpg");
+        let l = DecodeLimits::default();
+        assert!(matches!(
+            decode_bytes(b"", p, l),
+            Err(DecodeError::Empty { .. })
+        ));
+        assert!(matches!(
+            decode_bytes(b"hello, this is text", p, l),
+            Err(DecodeError::UnknownFormat { .. })
+        ));
+        let mut bytes = png(40, 40);
+        bytes.truncate(bytes.len() / 2);
+        let err = decode_bytes(&bytes, p, l).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().starts_with("f.jpg: "));
+    }
+
+    #[test]
+    fn grayscale_and_rgba_become_rgb() {
+        let gray = image::GrayImage::from_fn(3, 2, |x, _| image::Luma([x as u8 * 10]));
+        let mut buf = Cursor::new(Vec::new());
+        gray.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        let img = decode_bytes(buf.get_ref(), Path::new("g.png"), DecodeLimits::default()).unwrap();
+        assert_eq!(img.get_pixel(2, 1).0, [20, 20, 20]);
+        let rgba = image::RgbaImage::from_pixel(2, 2, image::Rgba([1, 2, 3, 0]));
+        let mut buf = Cursor::new(Vec::new());
+        rgba.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        let img = decode_bytes(buf.get_ref(), Path::new("a.png"), DecodeLimits::default()).unwrap();
+        assert_eq!(img.get_pixel(1, 1).0, [1, 2, 3]);
+    }
+}

@@ -1,0 +1,76 @@
+//! The image half of the data flow in one object: RGB frame → preprocess → encode → embedding.
+//!
+//! It owns the reused buffers (the normalized tensor and the embedding), so embedding a frame
+//! allocates nothing here. Failures are [`EmbedError`]s; the caller decides whether to skip
+//! the frame or stop.
+
+use std::time::{Duration, Instant};
+
+use crate::encode::{EncodeError, ImageEncoder};
+use crate::preprocess::{PreprocessError, PreprocessSpec, Preprocessor, RgbView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("the encoder takes {encoder} values but preprocessing makes {preprocess}")]
+    Mismatch { encoder: usize, preprocess: usize },
+}
+
+/// Time spent in each stage of the last call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub preprocess: Duration,
+    pub encode: Duration,
+}
+
+pub struct ImageEmbedder {
+    pre: Preprocessor,
+    encoder: Box<dyn ImageEncoder>,
+    pixels: Vec<f32>,
+    embedding: Vec<f32>,
+    times: StageTimes,
+}
+
+impl ImageEmbedder {
+    pub fn new(spec: PreprocessSpec, encoder: Box<dyn ImageEncoder>) -> Result<Self, EmbedError> {
+        let pre = Preprocessor::new(spec);
+        if pre.output_len() != encoder.input_len() {
+            return Err(EmbedError::Mismatch {
+                encoder: encoder.input_len(),
+                preprocess: pre.output_len(),
+            });
+        }
+        Ok(ImageEmbedder {
+            pixels: vec![0.0; pre.output_len()],
+            embedding: vec![0.0; encoder.dim()],
+            pre,
+            encoder,
+            times: StageTimes::default(),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.embedding.len()
+    }
+
+    /// Embeds one RGB image; the result is valid until the next call.
+    pub fn embed(&mut self, img: RgbView<'_>) -> Result<&[f32], EmbedError> {
+        let t0 = Instant::now();
+        self.pre.run(img, &mut self.pixels)?;
+        let t1 = Instant::now();
+        self.encoder.encode(&self.pixels, &mut self.embedding)?;
+        self.times = StageTimes {
+            preprocess: t1 - t0,
+            encode: t1.elapsed(),
+        };
+        Ok(&self.embedding)
+    }
+
+    /// Stage times of the last successful [`ImageEmbedder::embed`].
+    pub fn last_times(&self) -> StageTimes {
+        self.times
+    }
+}

@@ -1,0 +1,398 @@
+//! Encoders: preprocessed pixels → image embedding, prompts → text embeddings, with tract.
+//!
+//! Each ONNX graph is loaded once, its inputs are pinned to the manifest's shapes, it is
+//! optimized, and the runnable plan is reused for every call. Embeddings come out
+//! L2-normalized. The image input tensor is kept and rewritten in place, so encoding a frame
+//! allocates nothing in this crate. Failures are [`EncodeError`]s naming the model file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokenizers::{Tokenizer, TruncationParams};
+use tract_onnx::prelude::*;
+
+use crate::bundle::Bundle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{path}: cannot load the model: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("{path}: {what}: expected {expected}, found {found}")]
+    Shape {
+        path: PathBuf,
+        what: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: inference failed: {message}")]
+    Run { path: PathBuf, message: String },
+    #[error("{path}: cannot tokenize {text:?}: {message}")]
+    Tokenize {
+        path: PathBuf,
+        text: String,
+        message: String,
+    },
+    #[error("input holds {found} values, expected {expected}")]
+    BadInput { expected: usize, found: usize },
+    #[error("{path}: the model produced a non-finite embedding")]
+    NonFinite { path: PathBuf },
+}
+
+/// An image encoder: a preprocessed `3 × N × N` tensor in, a unit-length embedding out.
+pub trait ImageEncoder: Send {
+    /// The number of input values it takes (`3 × N × N`).
+    fn input_len(&self) -> usize;
+    /// The embedding size.
+    fn dim(&self) -> usize;
+    /// Encodes `pixels` into `out` (length [`ImageEncoder::dim`]), L2-normalized.
+    fn encode(&mut self, pixels: &[f32], out: &mut [f32]) -> Result<(), EncodeError>;
+}
+
+/// A runnable, optimized model with its reusable execution state.
+type Plan = TypedSimpleState;
+
+/// Loads an ONNX file, names its inputs and output, pins the input facts and optimizes it.
+fn load_plan(
+    path: &Path,
+    inputs: &[(&str, InferenceFact)],
+    output: &str,
+) -> Result<Plan, EncodeError> {
+    let load = |e: TractError| EncodeError::Load {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    };
+    let mut model = tract_onnx::onnx().model_for_path(path).map_err(load)?;
+    let declared: Vec<String> = model
+        .input_outlets()
+        .map_err(load)?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect();
+    for (name, _) in inputs {
+        if !declared.iter().any(|d| d == name) {
+            return Err(EncodeError::Shape {
+                path: path.to_path_buf(),
+                what: "input name".into(),
+                expected: format!("an input named {name:?}"),
+                found: format!("inputs {declared:?}"),
+            });
+        }
+    }
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
+    model.set_input_names(&names).map_err(load)?;
+    model
+        .select_outputs_by_name([output])
+        .map_err(|e| EncodeError::Shape {
+            path: path.to_path_buf(),
+            what: "output name".into(),
+            expected: format!("an output named {output:?}"),
+            found: format!("{e:#}"),
+        })?;
+    for (i, (_, fact)) in inputs.iter().enumerate() {
+        model.set_input_fact(i, fact.clone()).map_err(load)?;
+    }
+    model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .and_then(|p| p.spawn())
+        .map_err(load)
+}
+
+/// Checks that the optimized plan's output is `[rows, dim]`.
+fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(), EncodeError> {
+    let fact = plan
+        .plan()
+        .model()
+        .output_fact(0)
+        .map_err(|e| EncodeError::Load {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+    let found = fact.shape.as_concrete().map(|s| s.to_vec());
+    if found.as_deref() != Some(&[rows, dim][..]) {
+        return Err(EncodeError::Shape {
+            path: path.to_path_buf(),
+            what: "output shape".into(),
+            expected: format!("[{rows}, {dim}] (embedding.dim = {dim})"),
+            found: format!("{:?}", fact.shape),
+        });
+    }
+    Ok(())
+}
+
+fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
+    let norm = src.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return Err(EncodeError::NonFinite {
+            path: path.to_path_buf(),
+        });
+    }
+    for (o, v) in out.iter_mut().zip(src) {
+        *o = v / norm;
+    }
+    Ok(())
+}
+
+/// The image tower of a bundle, run with tract on the CPU.
+pub struct TractImageEncoder {
+    path: PathBuf,
+    plan: Plan,
+    input: Arc<Tensor>,
+    dim: usize,
+    load_time: Duration,
+}
+
+impl TractImageEncoder {
+    pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
+        let m = &bundle.manifest;
+        Self::load_file(
+            &bundle.image_path(),
+            &m.image.input,
+            &m.image.output,
+            m.image.size as usize,
+            m.embedding.dim,
+        )
+    }
+
+    /// Loads a bare image encoder: input `[1, 3, size, size]`, output `[1, dim]`.
+    pub fn load_file(
+        path: &Path,
+        input: &str,
+        output: &str,
+        size: usize,
+        dim: usize,
+    ) -> Result<Self, EncodeError> {
+        let start = Instant::now();
+        let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
+        let plan = load_plan(path, &[(input, fact)], output)?;
+        check_output(&plan, path, 1, dim)?;
+        let input =
+            Arc::new(
+                Tensor::zero::<f32>(&[1, 3, size, size]).map_err(|e| EncodeError::Load {
+                    path: path.to_path_buf(),
+                    message: format!("{e:#}"),
+                })?,
+            );
+        let load_time = start.elapsed();
+        log::info!("loaded {} in {load_time:.2?}", path.display());
+        Ok(TractImageEncoder {
+            path: path.to_path_buf(),
+            plan,
+            input,
+            dim,
+            load_time,
+        })
+    }
+
+    /// How long loading and optimizing took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+}
+
+impl ImageEncoder for TractImageEncoder {
+    fn input_len(&self) -> usize {
+        self.input.len()
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn encode(&mut self, pixels: &[f32], out: &mut [f32]) -> Result<(), EncodeError> {
+        if pixels.len() != self.input.len() {
+            return Err(EncodeError::BadInput {
+                expected: self.input.len(),
+                found: pixels.len(),
+            });
+        }
+        if out.len() != self.dim {
+            return Err(EncodeError::BadInput {
+                expected: self.dim,
+                found: out.len(),
+            });
+        }
+        let run_err = |e: TractError| EncodeError::Run {
+            path: self.path.clone(),
+            message: format!("{e:#}"),
+        };
+        // The plan drops its reference after each run, so this is a write in place.
+        match Arc::get_mut(&mut self.input) {
+            Some(t) => t
+                .try_as_plain_ram_mut()
+                .and_then(|mut v| {
+                    v.as_slice_mut::<f32>()?.copy_from_slice(pixels);
+                    Ok(())
+                })
+                .map_err(run_err)?,
+            None => {
+                let shape = self.input.shape().to_vec();
+                self.input = Arc::new(Tensor::from_shape(&shape, pixels).map_err(run_err)?);
+            }
+        }
+        let outputs = self
+            .plan
+            .run(tvec!(self.input.clone().into_tvalue()))
+            .map_err(run_err)?;
+        let plain = outputs[0].try_as_plain_ram().map_err(run_err)?;
+        let view = plain.as_slice::<f32>().map_err(run_err)?;
+        l2_normalize_into(view, out, &self.path)
+    }
+}
+
+/// The text tower of a bundle with its tokenizer.
+pub struct TractTextEncoder {
+    path: PathBuf,
+    tokenizer_path: PathBuf,
+    plan: Plan,
+    tokenizer: Tokenizer,
+    batch: usize,
+    ctx: usize,
+    pad_id: u32,
+    feed_mask: bool,
+    feed_token_types: bool,
+    dim: usize,
+    load_time: Duration,
+}
+
+/// Token ids and attention mask of one prompt, padded to the context length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub ids: Vec<i64>,
+    pub mask: Vec<i64>,
+}
+
+impl TractTextEncoder {
+    pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
+        let start = Instant::now();
+        let m = &bundle.manifest;
+        let path = bundle.text_path();
+        let tokenizer_path = bundle.tokenizer_path();
+        let mut tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| EncodeError::Load {
+                path: tokenizer_path.clone(),
+                message: e.to_string(),
+            })?;
+        let ctx = m.tokenizer.context_length;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: ctx,
+                ..Default::default()
+            }))
+            .map_err(|e| EncodeError::Load {
+                path: tokenizer_path.clone(),
+                message: e.to_string(),
+            })?;
+        tokenizer.with_padding(None);
+        let batch = m.text.batch_size;
+        let fact = || InferenceFact::dt_shape(i64::datum_type(), tvec!(batch, ctx));
+        let mut inputs = vec![(m.text.input_ids.as_str(), fact())];
+        if let Some(name) = &m.text.attention_mask {
+            inputs.push((name.as_str(), fact()));
+        }
+        if let Some(name) = &m.text.token_type_ids {
+            inputs.push((name.as_str(), fact()));
+        }
+        let plan = load_plan(&path, &inputs, &m.text.output)?;
+        check_output(&plan, &path, batch, m.embedding.dim)?;
+        let load_time = start.elapsed();
+        log::info!("loaded {} in {load_time:.2?}", path.display());
+        Ok(TractTextEncoder {
+            path,
+            tokenizer_path,
+            plan,
+            tokenizer,
+            batch,
+            ctx,
+            pad_id: m.tokenizer.pad_id,
+            feed_mask: m.text.attention_mask.is_some(),
+            feed_token_types: m.text.token_type_ids.is_some(),
+            dim: m.embedding.dim,
+            load_time,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Tokenizes one prompt: special tokens added, truncated and padded to the context length.
+    pub fn tokenize(&self, text: &str) -> Result<Tokens, EncodeError> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EncodeError::Tokenize {
+                path: self.tokenizer_path.clone(),
+                text: text.to_string(),
+                message: e.to_string(),
+            })?;
+        let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
+        ids.truncate(self.ctx);
+        let mut mask = vec![1i64; ids.len()];
+        ids.resize(self.ctx, i64::from(self.pad_id));
+        mask.resize(self.ctx, 0);
+        Ok(Tokens { ids, mask })
+    }
+
+    /// Embeds prompts, `batch_size` at a time; one unit-length row per prompt.
+    pub fn embed<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.batch) {
+            out.extend(self.embed_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn embed_batch<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let (b, ctx) = (self.batch, self.ctx);
+        let mut ids = vec![i64::from(self.pad_id); b * ctx];
+        let mut mask = vec![0i64; b * ctx];
+        for (row, text) in texts.iter().enumerate() {
+            let t = self.tokenize(text.as_ref())?;
+            ids[row * ctx..(row + 1) * ctx].copy_from_slice(&t.ids);
+            mask[row * ctx..(row + 1) * ctx].copy_from_slice(&t.mask);
+        }
+        // Unused rows of the last batch get a minimal valid sequence (the first row's).
+        for row in texts.len()..b {
+            ids.copy_within(0..ctx, row * ctx);
+            mask.copy_within(0..ctx, row * ctx);
+        }
+        let run_err = |e: TractError| EncodeError::Run {
+            path: self.path.clone(),
+            message: format!("{e:#}"),
+        };
+        let mut inputs: TVec<TValue> = tvec!();
+        inputs.push(Tensor::from_shape(&[b, ctx], &ids).map_err(run_err)?.into());
+        if self.feed_mask {
+            inputs.push(
+                Tensor::from_shape(&[b, ctx], &mask)
+                    .map_err(run_err)?
+                    .into(),
+            );
+        }
+        if self.feed_token_types {
+            inputs.push(Tensor::zero::<i64>(&[b, ctx]).map_err(run_err)?.into());
+        }
+        let outputs = self.plan.run(inputs).map_err(run_err)?;
+        let plain = outputs[0].try_as_plain_ram().map_err(run_err)?;
+        let flat = plain.as_slice::<f32>().map_err(run_err)?;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(row, _)| {
+                let mut v = vec![0f32; self.dim];
+                l2_normalize_into(
+                    &flat[row * self.dim..(row + 1) * self.dim],
+                    &mut v,
+                    &self.path,
+                )?;
+                Ok(v)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,95 @@
+//! Matching: an image embedding against a prompt bank → cosines, probabilities, rankings.
+//!
+//! Input: a unit-length image embedding and a [`Bank`]. Output: per-label cosines (written
+//! into a caller-owned buffer), softmax probabilities of `logit_scale × cosine`, and top-K
+//! rankings. Pure arithmetic: it cannot fail, and NaN never panics a sort (`total_cmp`).
+
+use crate::bank::Bank;
+
+/// Softmax of `scale × x` over `x`, into `out` (same length), numerically stable.
+pub fn softmax_scaled(x: &[f32], scale: f32, out: &mut [f32]) {
+    let max = x
+        .iter()
+        .map(|v| v * scale)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = (v * scale - max).exp();
+        sum += *o;
+    }
+    if sum > 0.0 && sum.is_finite() {
+        for o in out.iter_mut() {
+            *o /= sum;
+        }
+    }
+}
+
+/// The indices of the `k` largest scores, best first. NaN sorts last.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => y.total_cmp(&x),
+        }
+    });
+    idx.truncate(k);
+    idx
+}
+
+/// A label with its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    pub index: usize,
+    pub label: String,
+    pub score: f32,
+}
+
+/// Ranks a bank's labels for one image by softmax probability (CLIP zero-shot
+/// classification). `cosines` and `probs` are scratch buffers of the bank's length.
+pub fn classify(
+    bank: &Bank,
+    embedding: &[f32],
+    logit_scale: f32,
+    k: usize,
+    cosines: &mut Vec<f32>,
+    probs: &mut Vec<f32>,
+) -> Vec<Ranked> {
+    cosines.resize(bank.len(), 0.0);
+    probs.resize(bank.len(), 0.0);
+    bank.cosines(embedding, cosines);
+    softmax_scaled(cosines, logit_scale, probs);
+    top_k(probs, k)
+        .into_iter()
+        .map(|i| Ranked {
+            index: i,
+            label: bank.entries[i].label.clone(),
+            score: probs[i],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_orders() {
+        let mut out = [0.0; 3];
+        softmax_scaled(&[0.1, 0.3, 0.2], 100.0, &mut out);
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(out[1] > out[2] && out[2] > out[0]);
+        // Large scales do not overflow.
+        softmax_scaled(&[10.0, 9.0, -10.0], 1000.0, &mut out);
+        assert!(out.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn top_k_is_nan_safe() {
+        assert_eq!(top_k(&[0.2, f32::NAN, 0.9, 0.5], 3), vec![2, 3, 0]);
+        assert_eq!(top_k(&[1.0], 5), vec![0]);
+        assert!(top_k(&[], 2).is_empty());
+    }
+}

@@ -1,0 +1,485 @@
+//! CLIP-exact preprocessing: resize, center-crop, normalize into a caller-owned CHW buffer.
+//!
+//! Input: a packed RGB8 image of any size. Output: `3 × N × N` f32 values, channel-major,
+//! `(v / 255 − mean) / std`, written into a buffer the caller reuses.
+//!
+//! The resize reproduces Pillow's `Image.resize` with its antialiased bicubic and bilinear
+//! filters (the same coefficients, the same 22-bit fixed-point arithmetic, horizontal pass
+//! first, rounding to u8 between the passes), and the crop reproduces torchvision's
+//! `Resize(N)` + `CenterCrop(N)` (`int(N * long / short)`, `round((h - N) / 2)`). So the result
+//! matches CLIP's reference preprocessing bit for bit on RGB input. Only the crop window is
+//! computed. Coefficients are cached per input size, so a camera's steady stream allocates
+//! nothing. Failures: a zero-sized image or a wrong output buffer length, as
+//! [`PreprocessError`].
+
+use crate::bundle::{ImageSpec, Interpolation, ResizeMode};
+
+/// Fixed-point precision of Pillow's 8-bit resampler (`32 - 8 - 2`).
+const PRECISION_BITS: u32 = 22;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PreprocessError {
+    #[error("the image is empty ({width}×{height})")]
+    Empty { width: u32, height: u32 },
+    #[error("the pixel buffer holds {found} bytes, expected {expected} for {width}×{height} RGB")]
+    BadPixels {
+        width: u32,
+        height: u32,
+        expected: usize,
+        found: usize,
+    },
+    #[error("the output buffer holds {found} values, expected {expected}")]
+    BadOutput { expected: usize, found: usize },
+}
+
+/// A borrowed packed RGB8 image.
+#[derive(Debug, Clone, Copy)]
+pub struct RgbView<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: &'a [u8],
+}
+
+impl<'a> RgbView<'a> {
+    pub fn new(width: u32, height: u32, pixels: &'a [u8]) -> Result<Self, PreprocessError> {
+        if width == 0 || height == 0 {
+            return Err(PreprocessError::Empty { width, height });
+        }
+        let expected = width as usize * height as usize * 3;
+        if pixels.len() != expected {
+            return Err(PreprocessError::BadPixels {
+                width,
+                height,
+                expected,
+                found: pixels.len(),
+            });
+        }
+        Ok(RgbView {
+            width,
+            height,
+            pixels,
+        })
+    }
+}
+
+impl<'a> From<&'a image::RgbImage> for RgbView<'a> {
+    fn from(img: &'a image::RgbImage) -> Self {
+        RgbView {
+            width: img.width(),
+            height: img.height(),
+            pixels: img.as_raw(),
+        }
+    }
+}
+
+/// Per-output-position filter taps for one axis, in Pillow's fixed point.
+#[derive(Debug, Clone)]
+struct Taps {
+    /// `(first source index, tap count)` per output position.
+    bounds: Vec<(usize, usize)>,
+    ksize: usize,
+    weights: Vec<i32>,
+}
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+fn bilinear(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+impl Taps {
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`.
+    fn new(in_size: usize, out_size: usize, interpolation: Interpolation) -> Taps {
+        let (support, filter): (f64, fn(f64) -> f64) = match interpolation {
+            Interpolation::Bicubic => (2.0, bicubic),
+            Interpolation::Bilinear => (1.0, bilinear),
+        };
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = support * filterscale;
+        let ksize = support.ceil() as usize * 2 + 1;
+        let mut bounds = Vec::with_capacity(out_size);
+        let mut weights = vec![0i32; out_size * ksize];
+        let mut k = vec![0f64; ksize];
+        let one = f64::from(1u32 << PRECISION_BITS);
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            // C casts truncate toward zero, as `as` does.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let count = xmax.saturating_sub(xmin).min(ksize);
+            let mut ww = 0.0;
+            for (x, kx) in k.iter_mut().enumerate().take(count) {
+                let w = filter(((x + xmin) as f64 - center + 0.5) * ss);
+                *kx = w;
+                ww += w;
+            }
+            let row = &mut weights[xx * ksize..(xx + 1) * ksize];
+            for x in 0..count {
+                let w = if ww != 0.0 { k[x] / ww } else { k[x] };
+                row[x] = if w < 0.0 {
+                    (-0.5 + w * one) as i32
+                } else {
+                    (0.5 + w * one) as i32
+                };
+            }
+            bounds.push((xmin, count));
+        }
+        Taps {
+            bounds,
+            ksize,
+            weights,
+        }
+    }
+
+    fn taps(&self, out: usize) -> (usize, &[i32]) {
+        let (first, count) = self.bounds[out];
+        (
+            first,
+            &self.weights[out * self.ksize..out * self.ksize + count],
+        )
+    }
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    if v >= (1 << PRECISION_BITS << 8) {
+        255
+    } else if v <= 0 {
+        0
+    } else {
+        (v >> PRECISION_BITS) as u8
+    }
+}
+
+/// The geometry for one input size: resized size, crop window and the taps of each axis.
+#[derive(Debug, Clone)]
+struct Plan {
+    src: (u32, u32),
+    #[cfg_attr(not(test), allow(dead_code))]
+    resized: (usize, usize),
+    crop: (usize, usize),
+    horizontal: Option<Taps>,
+    vertical: Option<Taps>,
+}
+
+/// torchvision's `round()`: Python rounds half to even.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
+impl Plan {
+    fn new(width: u32, height: u32, spec: &PreprocessSpec) -> Plan {
+        let n = spec.size as usize;
+        let (w, h) = (width as usize, height as usize);
+        let resized = match spec.resize {
+            ResizeMode::Squash => (n, n),
+            ResizeMode::Shortest => {
+                let (short, long) = if w <= h { (w, h) } else { (h, w) };
+                // torchvision: int(size * long / short), computed in floating point.
+                let new_long = (n as f64 * long as f64 / short as f64) as usize;
+                if w <= h {
+                    (n, new_long)
+                } else {
+                    (new_long, n)
+                }
+            }
+        };
+        let crop = (
+            round_half_even((resized.0 as f64 - n as f64) / 2.0).max(0.0) as usize,
+            round_half_even((resized.1 as f64 - n as f64) / 2.0).max(0.0) as usize,
+        );
+        Plan {
+            src: (width, height),
+            resized,
+            crop,
+            horizontal: (resized.0 != w).then(|| Taps::new(w, resized.0, spec.interpolation)),
+            vertical: (resized.1 != h).then(|| Taps::new(h, resized.1, spec.interpolation)),
+        }
+    }
+}
+
+/// What preprocessing needs from the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessSpec {
+    pub size: u32,
+    pub resize: ResizeMode,
+    pub interpolation: Interpolation,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl From<&ImageSpec> for PreprocessSpec {
+    fn from(s: &ImageSpec) -> Self {
+        PreprocessSpec {
+            size: s.size,
+            resize: s.resize,
+            interpolation: s.interpolation,
+            mean: s.mean,
+            std: s.std,
+        }
+    }
+}
+
+/// Resizes, crops and normalizes frames, reusing its buffers across calls.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    spec: PreprocessSpec,
+    /// Per channel: the normalized value of each u8 level.
+    lut: [[f32; 256]; 3],
+    plan: Option<Plan>,
+    /// Output of the horizontal pass (rows the vertical pass reads, crop columns only).
+    tmp: Vec<u8>,
+    /// The cropped N×N RGB8 result.
+    rgb: Vec<u8>,
+}
+
+impl Preprocessor {
+    pub fn new(spec: PreprocessSpec) -> Self {
+        let mut lut = [[0f32; 256]; 3];
+        for (c, table) in lut.iter_mut().enumerate() {
+            for (v, out) in table.iter_mut().enumerate() {
+                *out = (v as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+            }
+        }
+        let n = spec.size as usize;
+        Preprocessor {
+            lut,
+            plan: None,
+            tmp: Vec::new(),
+            rgb: vec![0; n * n * 3],
+            spec,
+        }
+    }
+
+    pub fn spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+
+    /// The number of f32 values [`Preprocessor::run`] writes: `3 × N × N`.
+    pub fn output_len(&self) -> usize {
+        let n = self.spec.size as usize;
+        3 * n * n
+    }
+
+    /// Resizes and crops `src` to N×N RGB8; returns the result (valid until the next call).
+    pub fn resize_crop(&mut self, src: RgbView<'_>) -> &[u8] {
+        if self.plan.as_ref().map(|p| p.src) != Some((src.width, src.height)) {
+            self.plan = Some(Plan::new(src.width, src.height, &self.spec));
+        }
+        let Some(plan) = self.plan.as_ref() else {
+            return &self.rgb;
+        };
+        let n = self.spec.size as usize;
+        let w = src.width as usize;
+        let (cx, cy) = plan.crop;
+        // Output rows [cy, cy + n) of the resized image need source rows [y0, y1).
+        let (y0, y1) = match &plan.vertical {
+            Some(v) => {
+                let first = v.bounds[cy].0;
+                let last = (cy..cy + n)
+                    .map(|y| v.bounds[y].0 + v.bounds[y].1)
+                    .max()
+                    .unwrap_or(first);
+                (first, last)
+            }
+            None => (cy, cy + n),
+        };
+        // Horizontal pass: rows [y0, y1), crop columns [cx, cx + n) → tmp (n wide).
+        let rows = y1 - y0;
+        self.tmp.resize(rows * n * 3, 0);
+        match &plan.horizontal {
+            Some(hz) => {
+                for y in 0..rows {
+                    let line = &src.pixels[(y0 + y) * w * 3..(y0 + y + 1) * w * 3];
+                    let out = &mut self.tmp[y * n * 3..(y + 1) * n * 3];
+                    for x in 0..n {
+                        let (first, k) = hz.taps(cx + x);
+                        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+                        for (i, &wgt) in k.iter().enumerate() {
+                            let p = (first + i) * 3;
+                            acc[0] += i32::from(line[p]) * wgt;
+                            acc[1] += i32::from(line[p + 1]) * wgt;
+                            acc[2] += i32::from(line[p + 2]) * wgt;
+                        }
+                        out[x * 3] = clip8(acc[0]);
+                        out[x * 3 + 1] = clip8(acc[1]);
+                        out[x * 3 + 2] = clip8(acc[2]);
+                    }
+                }
+            }
+            None => {
+                for y in 0..rows {
+                    let start = ((y0 + y) * w + cx) * 3;
+                    self.tmp[y * n * 3..(y + 1) * n * 3]
+                        .copy_from_slice(&src.pixels[start..start + n * 3]);
+                }
+            }
+        }
+        // Vertical pass: output rows [cy, cy + n) from tmp.
+        match &plan.vertical {
+            Some(vt) => {
+                let stride = n * 3;
+                for y in 0..n {
+                    let (first, k) = vt.taps(cy + y);
+                    let out = &mut self.rgb[y * stride..(y + 1) * stride];
+                    for (x, o) in out.iter_mut().enumerate() {
+                        let mut acc = 1i32 << (PRECISION_BITS - 1);
+                        for (i, &wgt) in k.iter().enumerate() {
+                            acc += i32::from(self.tmp[(first - y0 + i) * stride + x]) * wgt;
+                        }
+                        *o = clip8(acc);
+                    }
+                }
+            }
+            None => self.rgb.copy_from_slice(&self.tmp[..n * n * 3]),
+        }
+        &self.rgb
+    }
+
+    /// Resizes, crops and normalizes `src` into `out` (`3 × N × N`, CHW).
+    pub fn run(&mut self, src: RgbView<'_>, out: &mut [f32]) -> Result<(), PreprocessError> {
+        if src.width == 0 || src.height == 0 {
+            return Err(PreprocessError::Empty {
+                width: src.width,
+                height: src.height,
+            });
+        }
+        let expected = self.output_len();
+        if out.len() != expected {
+            return Err(PreprocessError::BadOutput {
+                expected,
+                found: out.len(),
+            });
+        }
+        self.resize_crop(src);
+        let plane = expected / 3;
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for (i, px) in self.rgb.chunks_exact(3).enumerate() {
+            r[i] = self.lut[0][px[0] as usize];
+            g[i] = self.lut[1][px[1] as usize];
+            b[i] = self.lut[2][px[2] as usize];
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(size: u32, resize: ResizeMode, interpolation: Interpolation) -> PreprocessSpec {
+        PreprocessSpec {
+            size,
+            resize,
+            interpolation,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 1.0],
+        }
+    }
+
+    #[test]
+    fn python_rounding_is_half_to_even() {
+        assert_eq!(round_half_even(0.5), 0.0);
+        assert_eq!(round_half_even(1.5), 2.0);
+        assert_eq!(round_half_even(2.5), 2.0);
+        assert_eq!(round_half_even(2.4), 2.0);
+        assert_eq!(round_half_even(2.6), 3.0);
+    }
+
+    #[test]
+    fn torchvision_geometry() {
+        let s = spec(224, ResizeMode::Shortest, Interpolation::Bicubic);
+        // 640×427 → short side 427 → 224, long int(224*640/427) = 335; crop left round(55.5)=56
+        let p = Plan::new(640, 427, &s);
+        assert_eq!(p.resized, (335, 224));
+        assert_eq!(p.crop, (56, 0));
+        assert!(p.vertical.is_some() && p.horizontal.is_some());
+        let p = Plan::new(300, 224, &s);
+        assert_eq!(p.resized, (300, 224));
+        assert!(p.vertical.is_none());
+        let sq = spec(224, ResizeMode::Squash, Interpolation::Bilinear);
+        let p = Plan::new(640, 427, &sq);
+        assert_eq!((p.resized, p.crop), ((224, 224), (0, 0)));
+    }
+
+    #[test]
+    fn taps_sum_to_one_and_stay_in_bounds() {
+        for (i, o) in [(640, 224), (224, 640), (100, 99), (3, 224), (1000, 7)] {
+            for f in [Interpolation::Bicubic, Interpolation::Bilinear] {
+                let t = Taps::new(i, o, f);
+                for out in 0..o {
+                    let (first, k) = t.taps(out);
+                    assert!(first + k.len() <= i);
+                    let sum: i64 = k.iter().map(|&w| i64::from(w)).sum();
+                    assert!((sum - (1 << PRECISION_BITS)).abs() < 64, "{i}->{o} {sum}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flat_image_stays_flat_at_any_size() {
+        for (w, h) in [(1, 1), (3, 1000), (640, 480), (224, 224), (225, 224)] {
+            let px = vec![200u8; w * h * 3];
+            let mut p = Preprocessor::new(spec(32, ResizeMode::Shortest, Interpolation::Bicubic));
+            let rgb = p.resize_crop(RgbView::new(w as u32, h as u32, &px).unwrap());
+            assert!(rgb.iter().all(|&v| v == 200), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn same_size_is_identity_and_normalizes_per_channel() {
+        let (w, h) = (4u32, 4u32);
+        let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 5) as u8).collect();
+        let mut p = Preprocessor::new(spec(4, ResizeMode::Shortest, Interpolation::Bicubic));
+        assert_eq!(p.resize_crop(RgbView::new(w, h, &px).unwrap()), &px[..]);
+        let mut out = vec![0f32; p.output_len()];
+        p.run(RgbView::new(w, h, &px).unwrap(), &mut out).unwrap();
+        // First pixel: r=0, g=5, b=10
+        assert!((out[0] - (0.0 - 0.5) / 0.5).abs() < 1e-6);
+        assert!((out[16] - (5.0 / 255.0 - 0.25) / 0.25).abs() < 1e-6);
+        assert!((out[32] - 10.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_buffers_are_errors_not_panics() {
+        assert!(matches!(
+            RgbView::new(0, 5, &[]),
+            Err(PreprocessError::Empty { .. })
+        ));
+        assert!(matches!(
+            RgbView::new(2, 2, &[0; 11]),
+            Err(PreprocessError::BadPixels { .. })
+        ));
+        let mut p = Preprocessor::new(spec(8, ResizeMode::Squash, Interpolation::Bilinear));
+        let px = [0u8; 12];
+        let mut out = vec![0f32; 5];
+        assert!(matches!(
+            p.run(RgbView::new(2, 2, &px).unwrap(), &mut out),
+            Err(PreprocessError::BadOutput { .. })
+        ));
+    }
+}
