@@ -21,7 +21,7 @@ pub const MANIFEST_FORMAT: u32 = 1;
 /// Errors raised while loading a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]

@@ -26,7 +26,7 @@ pub const MIN_NEGATIVES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]

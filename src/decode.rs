@@ -33,7 +33,7 @@ impl Default for DecodeLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]
@@ -85,7 +85,26 @@ pub fn decode_bytes(
             path: path.to_path_buf(),
         });
     }
+    if is_truncated_jpeg(bytes) {
+        return Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            message: "truncated JPEG (no end-of-image marker)".into(),
+        });
+    }
     decode_reader(Cursor::new(bytes), path, limits)
+}
+
+/// How far from the end of a JPEG its end-of-image marker may sit (some writers pad).
+const JPEG_EOI_WINDOW: usize = 4096;
+
+/// The JPEG decoder fills a cut-off scan with grey and reports success; a cut file has no
+/// end-of-image marker (`FF D9`) near its end, so refuse it rather than describe grey.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return false;
+    }
+    let tail = &bytes[bytes.len().saturating_sub(JPEG_EOI_WINDOW)..];
+    !tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn decode_reader<R: BufRead + Seek>(
@@ -189,6 +208,14 @@ mod tests {
         let err = decode_bytes(&bytes, p, l).unwrap_err();
         assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
         assert!(err.to_string().starts_with("f.jpg: "));
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
+        let mut jpg = Cursor::new(Vec::new());
+        img.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+        let mut jpg = jpg.into_inner();
+        assert!(decode_bytes(&jpg, p, l).is_ok());
+        jpg.truncate(jpg.len() * 2 / 3);
+        let err = decode_bytes(&jpg, p, l).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Category {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptSetError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,0 +1,79 @@
+//! Shared helpers: fixture paths, the reference file, vector comparisons.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+pub fn tiny_model() -> PathBuf {
+    fixtures().join("tiny-clip")
+}
+
+/// `tests/fixtures/reference.json`, computed by onnxruntime and PIL (see
+/// `models/make_test_models.py`).
+pub fn reference() -> &'static serde_json::Value {
+    static REF: OnceLock<serde_json::Value> = OnceLock::new();
+    REF.get_or_init(|| {
+        let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (a, b) = (normalized(a), normalized(b));
+    a.iter().zip(&b).map(|(x, y)| x * y).sum()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The clipsight binary built for these tests.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
+}
+
+/// A bank of `prompts` made with the tiny model, built once per test run.
+pub fn tiny_bank(prompts: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let name = Path::new(prompts).file_stem().unwrap().to_string_lossy().to_string();
+    let out = dir.path().join(format!("{name}.safetensors"));
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    if !out.exists() {
+        let status = bin()
+            .args(["embed-prompts", "--model"])
+            .arg(tiny_model())
+            .arg("--prompts")
+            .arg(root().join(prompts))
+            .arg("--calibration")
+            .arg(root().join("prompts/calibration"))
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    }
+    out
+}

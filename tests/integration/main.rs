@@ -1,0 +1,5 @@
+//! clipsight's integration tests: one binary, a module per topic.
+
+mod cli;
+mod common;
+mod parity;
