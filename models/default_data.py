@@ -82,13 +82,18 @@ def extract_members(wheel_paths, dest):
 
 
 def imagenet_classnames(metadata_py_path):
-    """IMAGENET_CLASSNAMES from open_clip/zero_shot_metadata.py, evaluated without importing open_clip."""
-    ns = {}
-    with open(metadata_py_path) as f:
-        exec(compile(f.read(), metadata_py_path, "exec"), ns)  # a data-only module: tuples of str/lambdas
-    names = list(ns["IMAGENET_CLASSNAMES"])
-    assert len(names) == 1000
-    return names
+    """IMAGENET_CLASSNAMES from open_clip/zero_shot_metadata.py, read as a literal from the
+    file's syntax tree (open_clip is neither imported nor run)."""
+    import ast
+
+    with open(metadata_py_path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), metadata_py_path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "IMAGENET_CLASSNAMES" for t in node.targets):
+            names = list(ast.literal_eval(node.value))
+            assert len(names) == 1000
+            return names
+    raise SystemExit(f"IMAGENET_CLASSNAMES not found in {metadata_py_path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,20 +136,22 @@ S_TEMPLATE_SETS = {
 
 # COCO classes that ImageNet-1k covers: the COCO category, or kinds of it, are ImageNet classes.
 # Fixed before scoring. Not covered among the dominant photos: person (no person class: see the
-# person rows), giraffe, cake, donut, snowboard.
+# person rows), giraffe, cake, donut, snowboard. Ranges are ImageNet class indices.
+IMAGENET_BIRDS = list(range(7, 25)) + list(range(80, 101)) + list(range(127, 147))
+IMAGENET_DOGS = list(range(151, 269))
 COCO_TO_IMAGENET = {
     "airplane": ["airliner", "military aircraft"],
     "bear": ["brown bear", "American black bear", "polar bear", "sloth bear"],
     "bed": ["four-poster bed", "infant bed"],
     "bench": ["park bench"],
-    "bird": ["<many bird species>"],
+    "bird": IMAGENET_BIRDS,
     "boat": ["canoe", "motorboat", "lifeboat", "sailboat", "catamaran", "trimaran", "fireboat", "gondola"],
     "bowl": ["mixing bowl", "soup bowl"],
     "bus": ["school bus", "trolleybus", "minibus"],
     "cat": ["tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian Mau"],
     "cup": ["coffee mug", "tea cup"],
     "dining table": ["dining table"],
-    "dog": ["<118 dog breeds>"],
+    "dog": IMAGENET_DOGS,
     "elephant": ["African bush elephant", "Asian elephant", "tusker"],
     "laptop": ["laptop computer", "notebook computer"],
     "motorcycle": ["moped", "vespa"],
@@ -158,6 +165,19 @@ COCO_TO_IMAGENET = {
     "train": ["electric locomotive", "steam locomotive", "high-speed train", "railroad car", "freight car"],
     "zebra": ["zebra"],
 }
+
+
+def imagenet_indices(coco_label, classnames):
+    """ImageNet class indices that cover a COCO label ([] when ImageNet has none)."""
+    return sorted(c if isinstance(c, int) else classnames.index(c) for c in COCO_TO_IMAGENET.get(coco_label, []))
+
+
+def is_covered(coco_label, logits, classnames, top=5):
+    """A photo is "ImageNet-covered" when its dominant COCO class maps to ImageNet classes and
+    the classifier's own top-5 holds one of them: ImageNet both has the concept and sees it, so
+    what is left to test is ConSE's step from ImageNet classes to the COCO name."""
+    want = set(imagenet_indices(coco_label, classnames))
+    return bool(want) and bool(want & set(np.argsort(-np.asarray(logits))[:top].tolist()))
 
 
 def load_pixels(path, size, resize, interpolation, mean, std):

@@ -8,17 +8,18 @@ convolutions, ReLU6 is `Clip(0, 6)`, and TensorFlow's "same" padding, which the 
 for a fixed 224x224 input, is written as the Conv's own (asymmetric) pads: no shape arithmetic
 is left in the graph for tract to trip on.
 
-ConSE head (Norouzi et al., ICLR 2014): p = softmax(logits / T), optionally only the top-k
-classes kept, then e = p @ S where S [1000, 384] holds the (person-adjusted) MiniLM embeddings of
-the ImageNet class names, then L2 normalization. Renormalizing p after the top-k cut is not
-needed: the final L2 normalization removes any positive scale.
+ConSE head (Norouzi et al., ICLR 2014): p = softmax(logits / T), e = p @ S where S [1000, 384]
+holds the (centered, person-adjusted) MiniLM embeddings of the ImageNet class names, then L2
+normalization. (ConSE's top-k cut is not used: it did not help at the chosen T; conse_numpy
+keeps it for the naive baseline. After a top-k cut p needs no renormalization: the final L2
+normalization removes any positive scale.)
 """
 
 import numpy as np
 import torch
 from onnx import TensorProto
 
-from default_onnx import Graph
+from default_onnx import TRACT_CONST_FOLD_BYTES, Graph
 
 SIZE = 224
 
@@ -95,11 +96,18 @@ def _backbone(g, model, x, store):
             x = g.op("Add", [x, inp])
     x = _conv(g, x, model._conv_head, model._bn1, "head", store, relu6=True)
     x = g.op("GlobalAveragePool", [x])
-    x = g.op("Flatten", [x], axis=1)
-    fc_w = model._fc.weight.detach().numpy().T.astype(np.float32)  # [1280, 1000]
-    wn = g.weight("fc_w", fc_w, store, axis=1)
-    x = g.op("MatMul", [x, wn])
-    return g.op("Add", [x, g.const("fc_b", model._fc.bias.detach().numpy().astype(np.float32))])
+    # The classifier as 1x1 Convs on the pooled [1, 1280, 1, 1], in slices of output classes
+    # whose f32 weights stay within tract's constant-folding budget (4 MiB): a larger
+    # dequantized constant is not folded at load but dequantized (and packed) on every run.
+    fc_w = model._fc.weight.detach().numpy().astype(np.float32)[:, :, None, None]  # [1000, 1280, 1, 1]
+    fc_b = model._fc.bias.detach().numpy().astype(np.float32)
+    n_slices = -(-fc_w.size * 4 // TRACT_CONST_FOLD_BYTES)
+    logits = []
+    for i, rows in enumerate(np.array_split(np.arange(fc_w.shape[0]), n_slices)):
+        wn = g.weight(f"fc{i}_w", fc_w[rows], store, axis=0)
+        logits.append(g.op("Conv", [x, wn, g.const(f"fc{i}_b", fc_b[rows])], kernel_shape=[1, 1]))
+    x = logits[0] if len(logits) == 1 else g.op("Concat", logits, axis=1)
+    return g.op("Flatten", [x], axis=1)
 
 
 def build_logits_graph(model, store):
@@ -112,18 +120,13 @@ def build_logits_graph(model, store):
     return g.model("EfficientNet-Lite0 ImageNet logits")
 
 
-def build_conse_graph(model, store, S, temperature, top_k, s_store="f16"):
-    """The bundle's image encoder: backbone -> softmax(logits/T) -> [top-k] -> @ S -> L2 norm."""
+def build_conse_graph(model, store, S, temperature, s_store="f16"):
+    """The bundle's image encoder: backbone -> softmax(logits / T) -> @ S -> L2 norm."""
     g = Graph("efficientnet_lite0_conse_minilm")
     x = g.input("pixel_values", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
     logits = _backbone(g, model, x, store)
     z = g.op("Mul", [logits, g.const("inv_temperature", np.array(1.0 / temperature, np.float32))])
     p = g.op("Softmax", [z], axis=-1)
-    if top_k and top_k < S.shape[0]:
-        vals, _ = g.op_multi("TopK", [p, g.const("top_k", np.array([top_k], np.int64))], 2, "topk", axis=-1)
-        kth = g.op("ReduceMin", [vals], axes=[-1], keepdims=1)
-        keep = g.op("Cast", [g.op("GreaterOrEqual", [p, kth])], to=TensorProto.FLOAT)
-        p = g.op("Mul", [p, keep])
     sn = g.weight("class_embeddings", np.asarray(S, np.float32), s_store, axis=0)
     e = g.op("MatMul", [p, sn])
     norm = g.op("ReduceL2", [e], axes=[-1], keepdims=1)
@@ -132,9 +135,25 @@ def build_conse_graph(model, store, S, temperature, top_k, s_store="f16"):
     g.output("image_embeds", TensorProto.FLOAT, [1, S.shape[1]])
     doc = (
         "ConSE image encoder (NOT CLIP): EfficientNet-Lite0 ImageNet classifier, "
-        f"softmax(logits/{temperature:g}), top-{top_k or S.shape[0]}, times MiniLM class-name embeddings, L2 norm"
+        f"softmax(logits / {temperature:g}) times the MiniLM embeddings of the 1000 class names, L2 norm"
     )
     return g.model(doc)
+
+
+def class_matrix(raw_classes, raw_anchor, center, person_rows, person_mix):
+    """S [1000, 384] from MiniLM embeddings (float64, before centering), as the text tower of
+    the bundle would embed each class name: per template, subtract `center` and L2-normalize,
+    average the templates, L2-normalize. Then the person rows are mixed toward the person
+    anchor: s <- normalize((1 - person_mix) * s + person_mix * a).
+
+    raw_classes: [templates, 1000, 384]; raw_anchor: [templates, words, 384]."""
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    S = unit(unit(raw_classes - center).mean(axis=0))
+    a = unit(unit(raw_anchor - center).mean(axis=(0, 1)))
+    S[person_rows] = unit((1.0 - person_mix) * S[person_rows] + person_mix * a)
+    return S
 
 
 def conse_numpy(logits, S, temperature, top_k):

@@ -11,6 +11,9 @@ Weight storage (`store`):
   f32 compute. The dequantization has only constant inputs, so tract and onnxruntime fold it
   at load: the file is ~4x smaller and compute stays f32.
 - "f16":  f16 initializer + `Cast` to f32 (also folded at load).
+Each dequantized weight stays within tract's folding budget (TRACT_CONST_FOLD_BYTES): the image
+classifier is split in two, and the text tower's word-embedding table (47 MB in f32) gathers its
+int8 rows first and dequantizes only those, with the same arithmetic.
 """
 
 import numpy as np
@@ -19,6 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 14
 INT8_MAX = 127.0
+# tract folds a computation on constants at load only when its result is at most 4 MiB (or no
+# larger than its inputs): tract-core's optim::CONST_FOLD_MEM_BUDGET. A dequantized weight
+# above that is dequantized again on every run, so the graphs keep each one below it.
+TRACT_CONST_FOLD_BYTES = 4 << 20
 
 
 def quantize_int8(w, axis):
@@ -106,11 +113,6 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out + "_node", **attrs))
         return out
 
-    def op_multi(self, op_type, inputs, n_out, hint, **attrs):
-        outs = [self._fresh(hint) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=outs[0] + "_node", **attrs))
-        return outs
-
     def model(self, doc):
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
         m = helper.make_model(
@@ -131,3 +133,20 @@ def save(model, path):
     with open(path, "wb") as f:
         f.write(data)
     return len(data)
+
+
+def ort_session(onnx_bytes, threads=1, level="basic"):
+    """An onnxruntime session. The default, ORT_ENABLE_BASIC, computes what the graph says; the
+    extended level ("all", onnxruntime's default) fuses DequantizeLinear + MatMul into a
+    dynamically quantized int8 MatMul (activations rounded to int8 too), which is not what
+    tract or the f32 reference compute: use it for timing only."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
