@@ -147,7 +147,8 @@ impl Manifest {
             path: path.to_path_buf(),
             message,
         };
-        let manifest: Manifest = toml::from_str(text).map_err(|e| bad(toml_message(&e)))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| bad(crate::toml_error::explain(text, &e)))?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(bad(format!(
                 "format: expected {MANIFEST_FORMAT}, found {}",
@@ -238,15 +239,6 @@ impl Manifest {
             h.update(hash.to_ascii_lowercase().as_bytes());
         }
         hex(&h.finalize())
-    }
-}
-
-/// Makes a toml error one line that names the key.
-fn toml_message(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => format!("{msg} (at byte {})", span.start),
-        None => msg,
     }
 }
 

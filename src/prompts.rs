@@ -164,7 +164,8 @@ impl PromptSet {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawSet = toml::from_str(text).map_err(|e| bad(e.message().trim().to_string()))?;
+        let raw: RawSet =
+            toml::from_str(text).map_err(|e| bad(crate::toml_error::explain(text, &e)))?;
         if raw.prompt.is_empty() {
             return Err(bad("no [[prompt]] entries".into()));
         }

@@ -1,0 +1,95 @@
+//! The V4L2/USB camera through nokhwa (cargo feature `camera`, Linux).
+//!
+//! Deliberately thin: it opens the device, asks for a format, logs the format the device
+//! actually negotiated, and decodes each frame to RGB8. Everything around it (reconnect with
+//! backoff, stall detection, loss and return announcements) lives in
+//! [`crate::capture::Reconnecting`] and the pipeline, where it is tested with a fake device.
+
+use image::RgbImage;
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
+};
+use nokhwa::Camera;
+
+use crate::capture::{CameraDevice, CaptureError};
+
+/// What to ask the camera for; it may give something else, which is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraRequest {
+    pub index: u32,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+pub struct NokhwaCamera {
+    request: CameraRequest,
+    camera: Option<Camera>,
+}
+
+// SAFETY-relevant note: nokhwa's `Camera` holds a V4L2 handle that is only ever used from
+// the capture thread that owns this value; moving it between threads before use is sound
+// for the V4L2 backend (a file descriptor and mmap'd buffers).
+unsafe impl Send for NokhwaCamera {}
+
+impl NokhwaCamera {
+    pub fn new(request: CameraRequest) -> Self {
+        NokhwaCamera {
+            request,
+            camera: None,
+        }
+    }
+}
+
+impl CameraDevice for NokhwaCamera {
+    fn open(&mut self) -> Result<String, CaptureError> {
+        self.close();
+        let r = &self.request;
+        let wanted = CameraFormat::new(
+            Resolution::new(r.width, r.height),
+            FrameFormat::MJPEG,
+            r.fps,
+        );
+        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
+        let mut camera = Camera::new(CameraIndex::Index(r.index), format)
+            .map_err(|e| CaptureError::Open(format!("/dev/video{}: {e}", r.index)))?;
+        camera
+            .open_stream()
+            .map_err(|e| CaptureError::Open(format!("/dev/video{}: {e}", r.index)))?;
+        let got = camera.camera_format();
+        let description = format!(
+            "/dev/video{} \"{}\": negotiated {}×{} {} at {} fps (asked {}×{} MJPEG at {} fps)",
+            r.index,
+            camera.info().human_name(),
+            got.width(),
+            got.height(),
+            got.format(),
+            got.frame_rate(),
+            r.width,
+            r.height,
+            r.fps
+        );
+        self.camera = Some(camera);
+        Ok(description)
+    }
+
+    fn read(&mut self) -> Result<RgbImage, CaptureError> {
+        let camera = self
+            .camera
+            .as_mut()
+            .ok_or_else(|| CaptureError::Disconnected("not open".into()))?;
+        let buffer = camera
+            .frame()
+            .map_err(|e| CaptureError::Disconnected(e.to_string()))?;
+        buffer
+            .decode_image::<RgbFormat>()
+            .map_err(|e| CaptureError::BadFrame(e.to_string()))
+    }
+
+    fn close(&mut self) {
+        if let Some(mut c) = self.camera.take() {
+            let _ = c.stop_stream();
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The `run` configuration file (TOML): every command-line flag has a key here, and the
+//! stage settings live in sections. Unknown keys are refused, and the error names the key.
+//! Relative paths are taken relative to the config file's folder.
+//!
+//! This is the "what the user wrote" phase; `main.rs` merges the flags over it and builds
+//! the typed stage configs the library takes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::controls::ControlsConfig;
+use crate::decide::DecisionConfig;
+use crate::gate::{DarkConfig, GateConfig};
+use crate::pipeline::PipelineConfig;
+use crate::speech::{SpeakerKind, VoiceConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// `[camera]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// First reconnect delay after the camera is lost, seconds; it doubles up to the max.
+    pub reconnect_initial_s: f64,
+    pub reconnect_max_s: f64,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            width: 640,
+            height: 480,
+            fps: 15,
+            reconnect_initial_s: 0.25,
+            reconnect_max_s: 5.0,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The model bundle directory (`--model`).
+    pub model: Option<PathBuf>,
+    /// Prompt banks (`--bank`, repeatable).
+    pub banks: Vec<PathBuf>,
+    /// `camera`, `camera:N`, `/dev/videoN`, or an image folder (`--source`).
+    pub source: Option<String>,
+    /// Replay rate of a folder source (`--fps`).
+    pub fps: Option<f64>,
+    /// `speechd`, `espeak`, `wav` or `log` (`--speaker`).
+    pub speaker: Option<SpeakerKind>,
+    /// Where the wav speaker writes (`--speech-dir`).
+    pub speech_dir: Option<PathBuf>,
+    /// Print stats as JSON lines on stdout (`--stats-json`).
+    pub stats_json: bool,
+    /// Stop after this many seconds (`--duration`); 0 runs until stopped.
+    pub duration_s: f64,
+    /// No frame for this many seconds means the camera is lost.
+    pub stall_s: Option<f64>,
+    /// Stats in the log every this many seconds (0: at the end only).
+    pub stats_interval_s: Option<f64>,
+    /// Say "vision error" after this many failed frames in a row.
+    pub failures_before_telling: Option<u32>,
+    pub decision: DecisionConfig,
+    pub gate: GateConfig,
+    pub dark: DarkConfig,
+    pub voice: VoiceConfig,
+    pub camera: CameraConfig,
+    pub controls: ControlsConfig,
+}
+
+impl RunConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: crate::toml_error::explain(text, &e),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name}: expected a number ≥ 0, found {v}"))
+            }
+        };
+        if let Some(fps) = self.fps {
+            if !(fps.is_finite() && fps > 0.0) {
+                return Err(format!("fps: expected a positive number, found {fps}"));
+            }
+        }
+        positive("duration_s", self.duration_s)?;
+        let d = &self.decision;
+        for (name, v) in [
+            ("decision.window_s", d.window_s),
+            ("decision.dwell_s", d.dwell_s),
+            ("decision.hazard_dwell_s", d.hazard_dwell_s),
+            ("decision.leave_s", d.leave_s),
+            ("decision.cooldown_s", d.cooldown_s),
+            ("decision.hazard_cooldown_s", d.hazard_cooldown_s),
+            ("decision.dark_after_s", d.dark_after_s),
+            ("gate.recheck_s", self.gate.recheck_s),
+            ("voice.stale_after_s", self.voice.stale_after_s),
+            (
+                "camera.reconnect_initial_s",
+                self.camera.reconnect_initial_s,
+            ),
+            ("camera.reconnect_max_s", self.camera.reconnect_max_s),
+        ] {
+            positive(name, v)?;
+        }
+        if let Some(v) = self.stall_s {
+            positive("stall_s", v)?;
+        }
+        if let Some(v) = self.stats_interval_s {
+            positive("stats_interval_s", v)?;
+        }
+        if !d.hysteresis_z.is_finite() || d.hysteresis_z < 0.0 {
+            return Err(format!(
+                "decision.hysteresis_z: expected ≥ 0, found {}",
+                d.hysteresis_z
+            ));
+        }
+        if self.voice.volume > 100 {
+            return Err(format!(
+                "voice.volume: expected 0–100, found {}",
+                self.voice.volume
+            ));
+        }
+        if !(80..=500).contains(&self.voice.rate_wpm) {
+            return Err(format!(
+                "voice.rate_wpm: expected 80–500, found {}",
+                self.voice.rate_wpm
+            ));
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(m) = self.model.as_mut() {
+            fix(m);
+        }
+        self.banks.iter_mut().for_each(fix);
+        if let Some(d) = self.speech_dir.as_mut() {
+            fix(d);
+        }
+        if let Some(s) = self.controls.socket.as_mut() {
+            fix(s);
+        }
+        if let Some(src) = self.source.as_mut() {
+            if !src.starts_with("camera")
+                && !src.starts_with("/dev/")
+                && Path::new(src).is_relative()
+            {
+                *src = dir.join(&*src).to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    /// The pipeline's settings.
+    pub fn pipeline(&self) -> PipelineConfig {
+        let base = PipelineConfig::default();
+        PipelineConfig {
+            decision: self.decision,
+            gate: self.gate,
+            dark: self.dark,
+            stall_s: self.stall_s.unwrap_or(base.stall_s),
+            stats_interval_s: self.stats_interval_s.unwrap_or(base.stats_interval_s),
+            failures_before_telling: self
+                .failures_before_telling
+                .unwrap_or(base.failures_before_telling),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Verbosity;
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        let c = RunConfig::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c, RunConfig::default());
+        assert_eq!(c.pipeline().decision.verbosity, Verbosity::New);
+    }
+
+    #[test]
+    fn sections_and_paths() {
+        let c = RunConfig::parse(
+            "model = \"m\"\nbanks = [\"a.safetensors\"]\nsource = \"frames\"\nspeaker = \"wav\"\n\
+             [decision]\nverbosity = \"hazards\"\ncooldown_s = 5\n[gate]\nenabled = false\n\
+             [voice]\nearcon = false\n[controls]\nsocket = \"ctl.sock\"\n[controls.keys]\ndescribe = [1, 2]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.speaker, Some(SpeakerKind::Wav));
+        assert_eq!(c.decision.verbosity, Verbosity::Hazards);
+        assert_eq!(c.decision.cooldown_s, 5.0);
+        assert!(!c.gate.enabled && !c.voice.earcon);
+        assert_eq!(c.controls.keys.describe, vec![1, 2]);
+        let mut c = c;
+        c.resolve_paths(Path::new("/etc/clipsight"));
+        assert_eq!(c.model.unwrap(), PathBuf::from("/etc/clipsight/m"));
+        assert_eq!(c.source.unwrap(), "/etc/clipsight/frames");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (text, key) in [
+            ("modle = \"x\"\n", "modle"),
+            ("[decision]\ncooldown = 3\n", "cooldown"),
+            ("[voice]\nrate = 3\n", "rate"),
+            ("[gate]\nenabled = true\nthreshhold = 1\n", "threshhold"),
+        ] {
+            let msg = RunConfig::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(key) && msg.starts_with("c.toml: "),
+                "{key}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (text, key) in [
+            ("fps = 0\n", "fps"),
+            ("[decision]\ncooldown_s = -1\n", "decision.cooldown_s"),
+            ("[voice]\nvolume = 300\n", "volume"),
+            ("speaker = \"morse\"\n", "morse"),
+        ] {
+            let msg = RunConfig::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key), "{key}: {msg}");
+        }
+    }
+}

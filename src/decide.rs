@@ -1,0 +1,668 @@
+//! The decision engine: calibrated scores over time → what is worth saying.
+//!
+//! Input: one observation per frame, at a time `t` in seconds: each label's calibrated score
+//! (z, see [`crate::bank::BankEntry::z`]), or "too dark to judge". A frame the change gate
+//! skipped is passed in again with the last scores, so everything below runs on time, not
+//! on encoded frames. Output: [`Utterance`]s for the speech stage.
+//!
+//! Per label: the median of its scores over the last `window_s` seconds; it *enters* when
+//! that median has stayed at or above the label's threshold for `dwell_s` (hazards:
+//! `hazard_dwell_s`), and *leaves* when it has stayed below `threshold − hysteresis_z` for
+//! `leave_s`. Entering is announced, subject to the verbosity and the label's cooldown.
+//! A label that stays in view is never announced again, so a static scene is silent.
+//! Hazards are announced alone, first, with an earcon, and interrupt other speech.
+//! Pure logic with time passed in: it cannot fail and never sleeps.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bank::Bank;
+use crate::prompts::Category;
+
+/// How much the device says on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Verbosity {
+    /// Hazards and device status only.
+    Hazards,
+    /// Also objects and people as they come into view.
+    #[default]
+    New,
+    /// Also when things leave the view, with half the cooldown.
+    All,
+}
+
+impl Verbosity {
+    pub fn next(self) -> Verbosity {
+        match self {
+            Verbosity::Hazards => Verbosity::New,
+            Verbosity::New => Verbosity::All,
+            Verbosity::All => Verbosity::Hazards,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verbosity::Hazards => "Hazards only.",
+            Verbosity::New => "New things.",
+            Verbosity::All => "Everything.",
+        }
+    }
+}
+
+/// What an utterance is, in order of urgency (later is more urgent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Object,
+    Person,
+    Describe,
+    Status,
+    CheckIn,
+    Hazard,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Object => "object",
+            Kind::Person => "person",
+            Kind::Describe => "describe",
+            Kind::Status => "status",
+            Kind::CheckIn => "checkin",
+            Kind::Hazard => "hazard",
+        }
+    }
+
+    fn of(category: Category) -> Kind {
+        match category {
+            Category::Object => Kind::Object,
+            Category::Person => Kind::Person,
+            Category::Hazard => Kind::Hazard,
+        }
+    }
+}
+
+/// A sentence to speak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    pub text: String,
+    pub kind: Kind,
+    /// The label priority from the bank (0 for status and descriptions).
+    pub priority: u8,
+    /// When it was decided, in the observation clock's seconds.
+    pub t: f64,
+    /// Stop whatever is being said and say this now.
+    pub interrupt: bool,
+    /// Play the earcon first.
+    pub earcon: bool,
+}
+
+impl Utterance {
+    pub fn status(text: impl Into<String>, t: f64) -> Utterance {
+        Utterance {
+            text: text.into(),
+            kind: Kind::Status,
+            priority: 0,
+            t,
+            interrupt: false,
+            earcon: false,
+        }
+    }
+}
+
+/// Timing and smoothing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionConfig {
+    /// Scores are the median over this many seconds of observations.
+    pub window_s: f64,
+    /// A label leaves when its smoothed score falls this far (in z) below its threshold.
+    pub hysteresis_z: f32,
+    /// An object or person must stay above its threshold this long before it is announced.
+    pub dwell_s: f64,
+    /// The same for hazards: short, because a late warning is worse than a false one.
+    pub hazard_dwell_s: f64,
+    /// …and below the leaving level this long before it counts as gone.
+    pub leave_s: f64,
+    /// An object or person is not announced again within this many seconds.
+    pub cooldown_s: f64,
+    /// A hazard is not announced again within this many seconds.
+    pub hazard_cooldown_s: f64,
+    /// At most this many labels in a "describe now" sentence.
+    pub describe_max: usize,
+    /// Frames must be too dark for this long before the user is told.
+    pub dark_after_s: f64,
+    pub verbosity: Verbosity,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        DecisionConfig {
+            window_s: 0.6,
+            hysteresis_z: 0.75,
+            dwell_s: 0.5,
+            hazard_dwell_s: 0.0,
+            leave_s: 1.5,
+            cooldown_s: 30.0,
+            hazard_cooldown_s: 10.0,
+            describe_max: 4,
+            dark_after_s: 2.0,
+            verbosity: Verbosity::New,
+        }
+    }
+}
+
+/// What the engine knows of a label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelInfo {
+    pub label: String,
+    pub category: Category,
+    pub priority: u8,
+    pub say: String,
+    /// The label's threshold in z units (from the bank's calibration).
+    pub z_threshold: f32,
+}
+
+impl LabelInfo {
+    /// All labels of some banks, in bank order.
+    pub fn from_banks(banks: &[Bank]) -> Vec<LabelInfo> {
+        banks
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .map(|e| LabelInfo {
+                label: e.label.clone(),
+                category: e.category,
+                priority: e.priority,
+                say: e.say.clone(),
+                z_threshold: e.z_threshold(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Track {
+    samples: VecDeque<(f64, f32)>,
+    smoothed: f32,
+    present: bool,
+    above_since: Option<f64>,
+    below_since: Option<f64>,
+    last_announced: Option<f64>,
+}
+
+/// The engine.
+#[derive(Debug, Clone)]
+pub struct DecisionEngine {
+    config: DecisionConfig,
+    labels: Vec<LabelInfo>,
+    tracks: Vec<Track>,
+    scratch: Vec<f32>,
+    dark_since: Option<f64>,
+    dark_told: bool,
+    last_t: f64,
+}
+
+impl DecisionEngine {
+    pub fn new(config: DecisionConfig, labels: Vec<LabelInfo>) -> Self {
+        DecisionEngine {
+            tracks: vec![Track::default(); labels.len()],
+            config,
+            labels,
+            scratch: Vec::new(),
+            dark_since: None,
+            dark_told: false,
+            last_t: 0.0,
+        }
+    }
+
+    pub fn labels(&self) -> &[LabelInfo] {
+        &self.labels
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.config.verbosity
+    }
+
+    pub fn set_verbosity(&mut self, v: Verbosity) {
+        self.config.verbosity = v;
+    }
+
+    /// The smoothed score of label `i`.
+    pub fn smoothed(&self, i: usize) -> f32 {
+        self.tracks[i].smoothed
+    }
+
+    /// Whether label `i` is currently in view.
+    pub fn present(&self, i: usize) -> bool {
+        self.tracks[i].present
+    }
+
+    /// True while frames are too dark to judge.
+    pub fn is_dark(&self) -> bool {
+        self.dark_since.is_some()
+    }
+
+    fn cooldown(&self, category: Category) -> f64 {
+        let base = if category == Category::Hazard {
+            self.config.hazard_cooldown_s
+        } else {
+            self.config.cooldown_s
+        };
+        if self.config.verbosity == Verbosity::All {
+            base / 2.0
+        } else {
+            base
+        }
+    }
+
+    fn announces(&self, category: Category) -> bool {
+        category == Category::Hazard || self.config.verbosity != Verbosity::Hazards
+    }
+
+    /// One observation: `z[i]` is label i's calibrated score at time `t`.
+    pub fn observe(&mut self, t: f64, z: &[f32]) -> Vec<Utterance> {
+        let mut out = Vec::new();
+        self.last_t = t;
+        if self.dark_since.take().is_some() && self.dark_told {
+            self.dark_told = false;
+            out.push(Utterance::status("I can see again.", t));
+        }
+        let mut entered = Vec::new();
+        let mut left = Vec::new();
+        for (i, &score) in z.iter().enumerate().take(self.tracks.len()) {
+            let info = &self.labels[i];
+            let dwell = if info.category == Category::Hazard {
+                self.config.hazard_dwell_s
+            } else {
+                self.config.dwell_s
+            };
+            let track = &mut self.tracks[i];
+            let score = if score.is_finite() {
+                score
+            } else {
+                f32::NEG_INFINITY
+            };
+            track.samples.push_back((t, score));
+            while track.samples.len() > 1
+                && track
+                    .samples
+                    .front()
+                    .is_some_and(|(s, _)| *s < t - self.config.window_s)
+            {
+                track.samples.pop_front();
+            }
+            self.scratch.clear();
+            self.scratch.extend(track.samples.iter().map(|(_, z)| *z));
+            self.scratch.sort_by(f32::total_cmp);
+            let n = self.scratch.len();
+            track.smoothed = if n % 2 == 1 {
+                self.scratch[n / 2]
+            } else {
+                (self.scratch[n / 2 - 1] + self.scratch[n / 2]) / 2.0
+            };
+            let s = track.smoothed;
+            if !track.present {
+                if s >= info.z_threshold {
+                    let since = *track.above_since.get_or_insert(t);
+                    if t - since >= dwell {
+                        track.present = true;
+                        track.above_since = None;
+                        entered.push(i);
+                    }
+                } else {
+                    track.above_since = None;
+                }
+            } else if s < info.z_threshold - self.config.hysteresis_z {
+                let since = *track.below_since.get_or_insert(t);
+                if t - since >= self.config.leave_s {
+                    track.present = false;
+                    track.below_since = None;
+                    left.push(i);
+                }
+            } else {
+                track.below_since = None;
+            }
+        }
+        // Hazards first, most urgent first, each its own sentence.
+        entered.sort_by_key(|&i| {
+            let l = &self.labels[i];
+            (
+                std::cmp::Reverse(Kind::of(l.category)),
+                std::cmp::Reverse(l.priority),
+            )
+        });
+        let mut plain = Vec::new();
+        for i in entered {
+            let info = &self.labels[i];
+            if !self.announces(info.category) {
+                continue;
+            }
+            let cooldown = self.cooldown(info.category);
+            let track = &mut self.tracks[i];
+            if track.last_announced.is_some_and(|at| t - at < cooldown) {
+                continue;
+            }
+            track.last_announced = Some(t);
+            if info.category == Category::Hazard {
+                out.push(Utterance {
+                    text: info.say.clone(),
+                    kind: Kind::Hazard,
+                    priority: info.priority,
+                    t,
+                    interrupt: true,
+                    earcon: true,
+                });
+            } else {
+                plain.push(i);
+            }
+        }
+        if !plain.is_empty() {
+            let kind = plain
+                .iter()
+                .map(|&i| Kind::of(self.labels[i].category))
+                .max()
+                .unwrap_or(Kind::Object);
+            let priority = plain
+                .iter()
+                .map(|&i| self.labels[i].priority)
+                .max()
+                .unwrap_or(0);
+            let text = plain
+                .iter()
+                .map(|&i| self.labels[i].say.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push(Utterance {
+                text,
+                kind,
+                priority,
+                t,
+                interrupt: false,
+                earcon: false,
+            });
+        }
+        if self.config.verbosity == Verbosity::All {
+            let gone: Vec<String> = left
+                .iter()
+                .filter(|&&i| self.labels[i].category != Category::Hazard)
+                .map(|&i| self.labels[i].label.clone())
+                .collect();
+            if !gone.is_empty() {
+                out.push(Utterance {
+                    text: format!("No longer in view: {}.", join_and(&gone)),
+                    kind: Kind::Object,
+                    priority: 0,
+                    t,
+                    interrupt: false,
+                    earcon: false,
+                });
+            }
+        }
+        out
+    }
+
+    /// A frame too dark to judge at time `t`. Label tracks are left as they were.
+    pub fn observe_dark(&mut self, t: f64) -> Vec<Utterance> {
+        self.last_t = t;
+        let since = *self.dark_since.get_or_insert(t);
+        if !self.dark_told && t - since >= self.config.dark_after_s {
+            self.dark_told = true;
+            return vec![Utterance::status("I can't see: too dark.", t)];
+        }
+        Vec::new()
+    }
+
+    /// "Describe now": the labels in view as one sentence, most urgent and surest first.
+    pub fn describe(&self, t: f64) -> Utterance {
+        let mut utterance = Utterance {
+            text: String::new(),
+            kind: Kind::Describe,
+            priority: 0,
+            t,
+            interrupt: true,
+            earcon: false,
+        };
+        if self.is_dark() {
+            utterance.text = "I can't see: too dark.".into();
+            return utterance;
+        }
+        let mut seen: Vec<usize> = (0..self.labels.len())
+            .filter(|&i| {
+                let tr = &self.tracks[i];
+                tr.present || (!tr.samples.is_empty() && tr.smoothed >= self.labels[i].z_threshold)
+            })
+            .collect();
+        seen.sort_by(|&a, &b| {
+            let (la, lb) = (&self.labels[a], &self.labels[b]);
+            Kind::of(lb.category).cmp(&Kind::of(la.category)).then(
+                (self.tracks[b].smoothed - lb.z_threshold)
+                    .total_cmp(&(self.tracks[a].smoothed - la.z_threshold)),
+            )
+        });
+        seen.truncate(self.config.describe_max.max(1));
+        if seen.is_empty() {
+            // Nothing passes its threshold: offer the closest guess, marked as a guess.
+            let best = (0..self.labels.len())
+                .filter(|&i| !self.tracks[i].samples.is_empty())
+                .max_by(|&a, &b| {
+                    (self.tracks[a].smoothed - self.labels[a].z_threshold)
+                        .total_cmp(&(self.tracks[b].smoothed - self.labels[b].z_threshold))
+                });
+            utterance.text = match best {
+                Some(i) => format!(
+                    "Nothing certain. Perhaps {}.",
+                    noun_phrase(&self.labels[i].label)
+                ),
+                None => "Nothing to describe yet.".into(),
+            };
+            return utterance;
+        }
+        let phrases: Vec<String> = seen
+            .iter()
+            .map(|&i| noun_phrase(&self.labels[i].label))
+            .collect();
+        utterance.text = format!("I see {}.", join_and(&phrases));
+        utterance
+    }
+}
+
+/// "a bus", "an apple", "stairs": a label as a noun phrase for a sentence.
+pub fn noun_phrase(label: &str) -> String {
+    let lower = label.to_lowercase();
+    let first_word = lower.split_whitespace().next().unwrap_or("");
+    let plural = first_word.len() > 3
+        && first_word.ends_with('s')
+        && !["ss", "us", "is", "os"]
+            .iter()
+            .any(|e| first_word.ends_with(e));
+    let determined = [
+        "a ", "an ", "the ", "some ", "two ", "someone", "somebody", "people",
+    ]
+    .iter()
+    .any(|d| lower.starts_with(d));
+    if determined || plural {
+        label.to_string()
+    } else if lower.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {label}")
+    } else {
+        format!("a {label}")
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+pub fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(label: &str, category: Category) -> LabelInfo {
+        LabelInfo {
+            label: label.into(),
+            category,
+            priority: category.default_priority(),
+            say: format!("{label}!"),
+            z_threshold: 2.0,
+        }
+    }
+
+    fn engine(config: DecisionConfig) -> DecisionEngine {
+        DecisionEngine::new(
+            config,
+            vec![
+                info("chair", Category::Object),
+                info("stairs", Category::Hazard),
+                info("person", Category::Person),
+            ],
+        )
+    }
+
+    /// Feeds `z` at `fps` from `from` to `to` seconds; returns what was said, with times.
+    fn run(e: &mut DecisionEngine, from: f64, to: f64, fps: f64, z: [f32; 3]) -> Vec<Utterance> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to - 1e-9 {
+            out.extend(e.observe(t, &z));
+            t += 1.0 / fps;
+        }
+        out
+    }
+
+    #[test]
+    fn a_hazard_is_announced_within_half_the_window() {
+        let mut e = engine(DecisionConfig::default());
+        assert!(run(&mut e, 0.0, 2.0, 10.0, [0.0, 0.0, 0.0]).is_empty());
+        let said = run(&mut e, 2.0, 3.0, 10.0, [0.0, 5.0, 0.0]);
+        assert_eq!(said.len(), 1);
+        let u = &said[0];
+        assert_eq!((u.kind, u.interrupt, u.earcon), (Kind::Hazard, true, true));
+        assert!(
+            u.t - 2.0 <= DecisionConfig::default().window_s / 2.0 + 1e-9,
+            "{}",
+            u.t
+        );
+    }
+
+    #[test]
+    fn objects_need_dwell_and_are_said_once_while_static() {
+        let mut e = engine(DecisionConfig::default());
+        let said = run(&mut e, 0.0, 60.0, 5.0, [4.0, 0.0, 0.0]);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].text, "chair!");
+        assert!(said[0].t >= 0.5);
+    }
+
+    #[test]
+    fn a_single_noisy_frame_is_not_announced() {
+        let mut e = engine(DecisionConfig::default());
+        run(&mut e, 0.0, 1.0, 10.0, [0.0; 3]);
+        assert!(e.observe(1.0, &[9.0, 9.0, 0.0]).is_empty());
+        assert!(run(&mut e, 1.1, 3.0, 10.0, [0.0; 3]).is_empty());
+    }
+
+    #[test]
+    fn hysteresis_and_cooldown_stop_flapping() {
+        let mut e = engine(DecisionConfig::default());
+        let mut said = run(&mut e, 0.0, 2.0, 10.0, [3.0, 0.0, 0.0]);
+        // Hovering just under the threshold (within the hysteresis) keeps it in view.
+        said.extend(run(&mut e, 2.0, 10.0, 10.0, [1.5, 0.0, 0.0]));
+        assert!(e.present(0));
+        // Gone for real, then back within the cooldown: not repeated.
+        said.extend(run(&mut e, 10.0, 14.0, 10.0, [-1.0, 0.0, 0.0]));
+        assert!(!e.present(0));
+        said.extend(run(&mut e, 14.0, 16.0, 10.0, [3.0, 0.0, 0.0]));
+        assert!(e.present(0));
+        assert_eq!(said.len(), 1, "{said:?}");
+        // After the cooldown it is news again.
+        run(&mut e, 16.0, 20.0, 10.0, [-1.0, 0.0, 0.0]);
+        let again = run(&mut e, 40.0, 42.0, 10.0, [3.0, 0.0, 0.0]);
+        assert_eq!(again.len(), 1);
+    }
+
+    #[test]
+    fn hazards_come_first_and_alone() {
+        let mut e = engine(DecisionConfig {
+            dwell_s: 0.0,
+            ..Default::default()
+        });
+        let said = run(&mut e, 0.0, 1.0, 10.0, [5.0, 5.0, 5.0]);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said[0].kind, Kind::Hazard);
+        assert_eq!(said[1].text, "person! chair!");
+        assert_eq!(said[1].kind, Kind::Person);
+    }
+
+    #[test]
+    fn verbosity_levels() {
+        let mut e = engine(DecisionConfig {
+            verbosity: Verbosity::Hazards,
+            ..Default::default()
+        });
+        let said = run(&mut e, 0.0, 2.0, 10.0, [5.0, 5.0, 5.0]);
+        assert_eq!(said.len(), 1);
+        assert_eq!(said[0].kind, Kind::Hazard);
+        let mut e = engine(DecisionConfig {
+            verbosity: Verbosity::All,
+            ..Default::default()
+        });
+        run(&mut e, 0.0, 2.0, 10.0, [5.0, 0.0, 0.0]);
+        let said = run(&mut e, 2.0, 5.0, 10.0, [-3.0, 0.0, 0.0]);
+        assert_eq!(said.len(), 1);
+        assert!(said[0].text.contains("No longer in view: chair"));
+        assert_eq!(Verbosity::All.next(), Verbosity::Hazards);
+    }
+
+    #[test]
+    fn describe_now_makes_one_sentence() {
+        let mut e = engine(DecisionConfig::default());
+        assert_eq!(e.describe(0.0).text, "Nothing to describe yet.");
+        run(&mut e, 0.0, 2.0, 10.0, [4.0, 0.0, 3.0]);
+        assert_eq!(e.describe(2.0).text, "I see a person and a chair.");
+        let mut e = engine(DecisionConfig::default());
+        run(&mut e, 0.0, 2.0, 10.0, [1.0, 0.0, -1.0]);
+        assert_eq!(e.describe(2.0).text, "Nothing certain. Perhaps a chair.");
+    }
+
+    #[test]
+    fn darkness_is_reported_once_and_recovery_too() {
+        let mut e = engine(DecisionConfig::default());
+        let mut said = Vec::new();
+        for i in 0..50 {
+            said.extend(e.observe_dark(i as f64 * 0.1));
+        }
+        assert_eq!(said.len(), 1);
+        assert_eq!(said[0].text, "I can't see: too dark.");
+        assert_eq!(e.describe(5.0).text, "I can't see: too dark.");
+        let back = e.observe(5.0, &[0.0; 3]);
+        assert_eq!(back[0].text, "I can see again.");
+    }
+
+    #[test]
+    fn nan_scores_do_not_panic_or_announce() {
+        let mut e = engine(DecisionConfig::default());
+        let said = run(&mut e, 0.0, 2.0, 10.0, [f32::NAN, f32::INFINITY, f32::NAN]);
+        assert!(said.iter().all(|u| u.kind == Kind::Hazard));
+    }
+
+    #[test]
+    fn noun_phrases() {
+        assert_eq!(noun_phrase("bus"), "a bus");
+        assert_eq!(noun_phrase("apple"), "an apple");
+        assert_eq!(noun_phrase("stairs"), "stairs");
+        assert_eq!(noun_phrase("glass"), "a glass");
+        assert_eq!(noun_phrase("keys"), "keys");
+        assert_eq!(noun_phrase("a car coming"), "a car coming");
+        assert_eq!(
+            join_and(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! The live pipeline: capture → preprocess → encode → match → decide → speak.
+//!
+//! The only module that wires the stages. A capture thread pulls frames from the
+//! [`FrameSource`] and hands them over a one-slot channel where the newest frame wins (a
+//! frame replaced before it was looked at is dropped and counted). The calling thread runs
+//! the change gate, the darkness check, the encoder, the match against every bank and the
+//! decision engine, and sends what is worth saying to the speech thread. Controls (describe
+//! now, mute, repeat, verbosity, and the home monitor's cancel/acknowledge) arrive on a
+//! channel. Every wait has a timeout, so a stop request is noticed within
+//! [`POLL`]. A bad frame or a failed encode is counted and skipped; a camera that stops
+//! delivering, and an encoder that keeps failing, are said aloud.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+
+use crate::bank::Bank;
+use crate::capture::{CaptureError, Frame, FrameSource, SourceEvent};
+use crate::decide::{DecisionConfig, DecisionEngine, Kind, LabelInfo, Utterance};
+use crate::embedder::ImageEmbedder;
+use crate::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
+use crate::metrics::{FrameCounts, RunStats, StageLatencies};
+use crate::speech::SpeechCommand;
+
+/// The longest any loop waits before looking at the stop flag again.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// A user or caregiver command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    /// Say what is in view now.
+    Describe,
+    /// Mute or unmute objects and people.
+    Mute,
+    /// Say the last sentence again.
+    Repeat,
+    /// Cycle the verbosity.
+    Verbosity,
+    /// "I am all right": cancels a fall check-in.
+    Ok,
+    /// A caregiver acknowledges an alert.
+    Acknowledge,
+    /// Stop the run.
+    Quit,
+}
+
+impl Control {
+    /// Parses a command word ("describe", "mute", "repeat", "verbosity", "ok", "ack", "quit").
+    pub fn parse(word: &str) -> Option<Control> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "describe" | "d" => Some(Control::Describe),
+            "mute" | "unmute" | "m" => Some(Control::Mute),
+            "repeat" | "r" => Some(Control::Repeat),
+            "verbosity" | "v" => Some(Control::Verbosity),
+            "ok" | "cancel" | "o" => Some(Control::Ok),
+            "ack" | "acknowledge" | "a" => Some(Control::Acknowledge),
+            "quit" | "q" => Some(Control::Quit),
+            _ => None,
+        }
+    }
+}
+
+/// What the decision engine knows after one frame, for observers such as the home monitor.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Seconds on the source's clock.
+    pub t: f64,
+    /// The frame was too dark to judge: the scores below are stale, not evidence.
+    pub dark: bool,
+    pub labels: &'a [LabelInfo],
+    /// Smoothed calibrated scores (z), one per label.
+    pub smoothed: &'a [f32],
+    /// Whether each label is in view (after dwell and hysteresis).
+    pub present: &'a [bool],
+}
+
+/// Something that watches the decisions and may speak: the home monitor.
+pub trait Observer: Send {
+    fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance>;
+    /// A command; returns what to say. Commands it does not handle return nothing.
+    fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub decision: DecisionConfig,
+    pub gate: GateConfig,
+    pub dark: DarkConfig,
+    /// No frame for this many seconds means the camera is lost.
+    pub stall_s: f64,
+    /// Log a stats line this often (0: only at the end).
+    pub stats_interval_s: f64,
+    /// Say "vision error" after this many encoder failures in a row.
+    pub failures_before_telling: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            decision: DecisionConfig::default(),
+            gate: GateConfig::default(),
+            dark: DarkConfig::default(),
+            stall_s: 3.0,
+            stats_interval_s: 30.0,
+            failures_before_telling: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("the frame source failed: {0}")]
+    Source(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("the banks hold {banks}-dimensional embeddings but the encoder makes {encoder}")]
+    Dimension { banks: usize, encoder: usize },
+}
+
+/// What the capture thread says besides frames.
+enum SourceMsg {
+    Bad(String),
+    Event(SourceEvent),
+    End,
+    Fatal(String),
+}
+
+struct Capture {
+    frames: Receiver<(Frame, Instant)>,
+    events: Receiver<SourceMsg>,
+    frames_in: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    handle: JoinHandle<()>,
+}
+
+fn spawn_capture(
+    mut source: Box<dyn FrameSource>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Capture> {
+    let (ftx, frx) = crossbeam_channel::bounded::<(Frame, Instant)>(1);
+    let (etx, erx) = crossbeam_channel::bounded::<SourceMsg>(256);
+    let frames_in = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (fin, drp, stale) = (frames_in.clone(), dropped.clone(), frx.clone());
+    let handle = std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || {
+            let send = |m: SourceMsg| {
+                let _ = etx.send_timeout(m, POLL);
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let result = source.next();
+                for e in source.take_events() {
+                    send(SourceMsg::Event(e));
+                }
+                match result {
+                    Ok(Some(frame)) => {
+                        fin.fetch_add(1, Ordering::Relaxed);
+                        let mut item = (frame, Instant::now());
+                        // The newest frame wins: replace a frame nobody has taken yet.
+                        loop {
+                            match ftx.try_send(item) {
+                                Ok(()) => break,
+                                Err(TrySendError::Full(back)) => {
+                                    if stale.try_recv().is_ok() {
+                                        drp.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    item = back;
+                                }
+                                Err(TrySendError::Disconnected(_)) => return,
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        send(SourceMsg::End);
+                        return;
+                    }
+                    Err(CaptureError::BadFrame(e)) => send(SourceMsg::Bad(e)),
+                    Err(CaptureError::Open(e)) => {
+                        send(SourceMsg::Fatal(e));
+                        return;
+                    }
+                    Err(e @ (CaptureError::Disconnected(_) | CaptureError::Stalled(_))) => {
+                        send(SourceMsg::Event(SourceEvent::Lost(e.to_string())));
+                    }
+                }
+            }
+        })?;
+    Ok(Capture {
+        frames: frx,
+        events: erx,
+        frames_in,
+        dropped,
+        handle,
+    })
+}
+
+/// The vision-and-decision half of the pipeline.
+pub struct Pipeline {
+    config: PipelineConfig,
+    embedder: ImageEmbedder,
+    banks: Vec<Bank>,
+    engine: DecisionEngine,
+    observer: Option<Box<dyn Observer>>,
+}
+
+/// Mutable state of one run.
+struct RunState {
+    start: Instant,
+    counts: FrameCounts,
+    lat: StageLatencies,
+    thumb: Thumbnail,
+    gate: ChangeGate,
+    cos: Vec<f32>,
+    z: Vec<f32>,
+    have_scores: bool,
+    present: Vec<bool>,
+    smoothed: Vec<f32>,
+    last_t: f64,
+    last_frame: Instant,
+    camera_ok: bool,
+    failures: u32,
+    told_failure: bool,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: PipelineConfig,
+        embedder: ImageEmbedder,
+        banks: Vec<Bank>,
+        observer: Option<Box<dyn Observer>>,
+    ) -> Result<Self, PipelineError> {
+        for b in &banks {
+            if b.dim() != embedder.dim() {
+                return Err(PipelineError::Dimension {
+                    banks: b.dim(),
+                    encoder: embedder.dim(),
+                });
+            }
+        }
+        let engine = DecisionEngine::new(config.decision, LabelInfo::from_banks(&banks));
+        Ok(Pipeline {
+            config,
+            embedder,
+            banks,
+            engine,
+            observer,
+        })
+    }
+
+    pub fn engine(&self) -> &DecisionEngine {
+        &self.engine
+    }
+
+    /// Runs until the source ends, `stop` is set, or a `Quit` control arrives. Says "Ready."
+    /// first. `on_stats` gets a report every `stats_interval_s` and at the end.
+    pub fn run(
+        &mut self,
+        source: Box<dyn FrameSource>,
+        speech: &Sender<SpeechCommand>,
+        controls: &Receiver<Control>,
+        stop: Arc<AtomicBool>,
+        on_stats: &mut dyn FnMut(&RunStats),
+    ) -> Result<RunStats, PipelineError> {
+        log::info!("source: {}", source.describe());
+        let n = self.engine.labels().len();
+        let mut st = RunState {
+            start: Instant::now(),
+            counts: FrameCounts::default(),
+            lat: StageLatencies::default(),
+            thumb: Thumbnail::default(),
+            gate: ChangeGate::new(self.config.gate),
+            cos: Vec::new(),
+            z: vec![0.0; n],
+            have_scores: false,
+            present: vec![false; n],
+            smoothed: vec![0.0; n],
+            last_t: 0.0,
+            last_frame: Instant::now(),
+            camera_ok: true,
+            failures: 0,
+            told_failure: false,
+        };
+        let say = |u: Utterance| {
+            let _ = speech.send_timeout(SpeechCommand::Say(u), POLL);
+        };
+        say(Utterance::status("Ready.", 0.0));
+        let capture = spawn_capture(source, stop.clone())?;
+        let mut next_stats = self.config.stats_interval_s;
+        let mut fatal = None;
+        let mut ended = false;
+        while !stop.load(Ordering::Relaxed) {
+            select! {
+                recv(capture.frames) -> msg => {
+                    if let Ok((frame, at)) = msg {
+                        self.frame(&mut st, frame, at, &say);
+                    }
+                }
+                recv(capture.events) -> msg => match msg {
+                    Ok(SourceMsg::Bad(e)) => {
+                        st.counts.bad += 1;
+                        log::warn!("skipped a bad frame: {e}");
+                    }
+                    Ok(SourceMsg::Event(SourceEvent::Lost(why))) => {
+                        if st.camera_ok {
+                            st.camera_ok = false;
+                            log::warn!("camera lost: {why}");
+                            say(Utterance::status("Camera lost.", st.last_t));
+                        }
+                    }
+                    Ok(SourceMsg::Event(_)) => {}
+                    Ok(SourceMsg::Fatal(e)) => {
+                        fatal = Some(e);
+                        break;
+                    }
+                    Ok(SourceMsg::End) | Err(_) => {
+                        ended = true;
+                    }
+                },
+                recv(controls) -> msg => {
+                    if let Ok(c) = msg {
+                        if c == Control::Quit {
+                            break;
+                        }
+                        self.control(&mut st, c, speech, &say);
+                    }
+                }
+                default(POLL) => {}
+            }
+            if ended {
+                // Take the last frame, if one is waiting, then finish.
+                if let Ok((frame, at)) = capture.frames.try_recv() {
+                    self.frame(&mut st, frame, at, &say);
+                }
+                break;
+            }
+            // Stall watchdog: no frame for too long is a lost camera, said once.
+            if st.camera_ok && st.last_frame.elapsed().as_secs_f64() > self.config.stall_s {
+                st.camera_ok = false;
+                log::warn!(
+                    "no frame for {:.1} s",
+                    st.last_frame.elapsed().as_secs_f64()
+                );
+                say(Utterance::status("Camera lost.", st.last_t));
+            }
+            let elapsed = st.start.elapsed().as_secs_f64();
+            if self.config.stats_interval_s > 0.0 && elapsed >= next_stats {
+                next_stats = elapsed + self.config.stats_interval_s;
+                let stats = self.stats(&st, &capture);
+                log::info!("{}", stats.summary());
+                on_stats(&stats);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        // The capture thread notices the flag within one frame; don't wait on a stuck device.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !capture.handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stats = self.stats(&st, &capture);
+        if capture.handle.is_finished() {
+            let _ = capture.handle.join();
+        }
+        if let Some(e) = fatal {
+            return Err(PipelineError::Source(e));
+        }
+        on_stats(&stats);
+        Ok(stats)
+    }
+
+    fn stats(&self, st: &RunState, capture: &Capture) -> RunStats {
+        let elapsed = st.start.elapsed().as_secs_f64();
+        let mut counts = st.counts;
+        counts.frames_in = capture.frames_in.load(Ordering::Relaxed);
+        counts.dropped = capture.dropped.load(Ordering::Relaxed);
+        RunStats {
+            elapsed_s: elapsed,
+            frames: counts,
+            encoded_fps: if elapsed > 0.0 {
+                counts.processed as f64 / elapsed
+            } else {
+                0.0
+            },
+            latency_ms: st.lat.report(),
+            speech: Default::default(),
+        }
+    }
+
+    fn control(
+        &mut self,
+        st: &mut RunState,
+        c: Control,
+        speech: &Sender<SpeechCommand>,
+        say: &dyn Fn(Utterance),
+    ) {
+        log::info!("control: {c:?}");
+        match c {
+            Control::Describe => say(self.engine.describe(st.last_t)),
+            Control::Mute => {
+                let _ = speech.send_timeout(SpeechCommand::Mute(None), POLL);
+            }
+            Control::Repeat => {
+                let _ = speech.send_timeout(SpeechCommand::RepeatLast, POLL);
+            }
+            Control::Verbosity => {
+                let v = self.engine.verbosity().next();
+                self.engine.set_verbosity(v);
+                say(Utterance {
+                    interrupt: true,
+                    ..Utterance::status(v.describe(), st.last_t)
+                });
+            }
+            Control::Ok | Control::Acknowledge | Control::Quit => {}
+        }
+        if let Some(obs) = self.observer.as_mut() {
+            for u in obs.control(c, st.last_t) {
+                say(u);
+            }
+        }
+    }
+
+    fn frame(&mut self, st: &mut RunState, frame: Frame, at: Instant, say: &dyn Fn(Utterance)) {
+        let t = frame.t;
+        st.last_t = t;
+        st.last_frame = Instant::now();
+        st.lat.queue.record(at.elapsed());
+        if !st.camera_ok {
+            st.camera_ok = true;
+            log::warn!("camera back");
+            say(Utterance::status("Camera back.", t));
+        }
+        let t0 = Instant::now();
+        st.thumb.update((&frame.image).into());
+        let dark = self.config.dark.is_dark(&st.thumb);
+        let encode = !dark && (!st.have_scores || st.gate.should_encode(&st.thumb, t));
+        st.lat.gate.record(t0.elapsed());
+        let mut out = Vec::new();
+        let t_decide;
+        if dark {
+            st.counts.dark += 1;
+            st.gate.reset();
+            t_decide = Instant::now();
+            out.extend(self.engine.observe_dark(t));
+        } else {
+            if encode {
+                match self.embedder.embed((&frame.image).into()) {
+                    Ok(embedding) => {
+                        let tm = Instant::now();
+                        let mut at = 0;
+                        for bank in &self.banks {
+                            st.cos.resize(bank.len(), 0.0);
+                            bank.cosines(embedding, &mut st.cos);
+                            for (e, c) in bank.entries.iter().zip(&st.cos) {
+                                st.z[at] = e.z(*c);
+                                at += 1;
+                            }
+                        }
+                        st.lat.matching.record(tm.elapsed());
+                        let times = self.embedder.last_times();
+                        st.lat.preprocess.record(times.preprocess);
+                        st.lat.encode.record(times.encode);
+                        st.counts.processed += 1;
+                        st.have_scores = true;
+                        st.gate.encoded(&st.thumb, t);
+                        if st.told_failure {
+                            say(Utterance::status("Vision back.", t));
+                        }
+                        st.failures = 0;
+                        st.told_failure = false;
+                    }
+                    Err(e) => {
+                        st.counts.failed += 1;
+                        st.failures += 1;
+                        log::error!("frame {}: {e}", frame.seq);
+                        if st.failures >= self.config.failures_before_telling && !st.told_failure {
+                            st.told_failure = true;
+                            say(Utterance::status(
+                                "Vision error: I can't recognize anything.",
+                                t,
+                            ));
+                        }
+                    }
+                }
+            } else {
+                st.counts.skipped_unchanged += 1;
+            }
+            t_decide = Instant::now();
+            if st.have_scores {
+                // A skipped frame is one more observation of the last scores.
+                out.extend(self.engine.observe(t, &st.z));
+            }
+        }
+        if let Some(obs) = self.observer.as_mut() {
+            for i in 0..st.present.len() {
+                st.present[i] = self.engine.present(i);
+                st.smoothed[i] = self.engine.smoothed(i);
+            }
+            out.extend(obs.observe(&Observation {
+                t,
+                dark: dark || !st.have_scores,
+                labels: self.engine.labels(),
+                smoothed: &st.smoothed,
+                present: &st.present,
+            }));
+        }
+        st.lat.decide.record(t_decide.elapsed());
+        if !out.is_empty() {
+            // Hazards first within one frame too.
+            out.sort_by(|a, b| b.kind.cmp(&a.kind));
+            for u in out {
+                if u.kind == Kind::Hazard {
+                    log::warn!("hazard: {}", u.text);
+                }
+                say(u);
+            }
+            st.lat.to_speech.record(at.elapsed());
+        }
+    }
+}
