@@ -21,7 +21,7 @@ use crate::bank::Bank;
 use crate::prompts::Category;
 
 /// How much the device says on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Verbosity {
     /// Hazards and device status only.

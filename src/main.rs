@@ -12,11 +12,20 @@ use clipsight::bank::Bank;
 use clipsight::build_bank::{build_bank, Phase};
 use clipsight::bundle::Bundle;
 use clipsight::calibrate::{read_references, DEFAULT_Z};
+use clipsight::capture::{FolderSource, FrameSource};
+use clipsight::config::RunConfig;
+use clipsight::controls::Controls;
+use clipsight::decide::Verbosity;
 use clipsight::decode::{decode_file, DecodeLimits};
 use clipsight::embedder::ImageEmbedder;
 use clipsight::encode::{TractImageEncoder, TractTextEncoder};
 use clipsight::matching::classify;
+use clipsight::pipeline::{Control, Pipeline};
 use clipsight::prompts::PromptSet;
+use clipsight::speech::{speaker_chain, SpeakerKind, SpeechThread};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +47,53 @@ enum Command {
     Classify(ClassifyArgs),
     /// Embed a prompt set with a model, calibrate it on labelled photos, write a bank.
     EmbedPrompts(EmbedArgs),
+    /// The live pipeline: capture → encode → match → decide → speak.
+    Run(RunArgs),
+    /// Send a command word to a running instance's control socket.
+    Control(ControlArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A TOML config file; the flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The model bundle directory.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A prompt bank (repeatable: objects, hazards, …).
+    #[arg(long = "bank")]
+    banks: Vec<PathBuf>,
+    /// `camera`, `camera:N`, `/dev/videoN`, or a folder of images to replay.
+    #[arg(long)]
+    source: Option<String>,
+    /// Replay rate of a folder source, frames per second.
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Speech backend.
+    #[arg(long, value_enum)]
+    speaker: Option<SpeakerKind>,
+    /// Where the wav speaker writes its files (created if missing).
+    #[arg(long)]
+    speech_dir: Option<PathBuf>,
+    /// hazards, new or all.
+    #[arg(long, value_enum)]
+    verbosity: Option<Verbosity>,
+    /// Print stats as JSON lines on stdout.
+    #[arg(long)]
+    stats_json: bool,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct ControlArgs {
+    /// The control socket of the running instance.
+    #[arg(long)]
+    socket: PathBuf,
+    /// describe, mute, repeat, verbosity, ok, ack or quit.
+    command: String,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +145,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => run_classify(args),
         Command::EmbedPrompts(args) => run_embed(args),
+        Command::Run(args) => run_live(args),
+        Command::Control(args) => clipsight::controls::send_command(&args.socket, &args.command)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))
+            .map(|reply| {
+                println!("{reply}");
+                if reply == "ok" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }),
     };
     match result {
         Ok(code) => code,
@@ -220,5 +287,168 @@ fn run_embed(args: EmbedArgs) -> Result<ExitCode> {
         n_texts,
         bank.model
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the frame source a `--source` value names.
+fn open_source(source: &str, config: &RunConfig) -> Result<Box<dyn FrameSource>> {
+    let camera_index = if source == "camera" {
+        Some(0)
+    } else if let Some(n) = source.strip_prefix("camera:") {
+        Some(
+            n.parse::<u32>()
+                .map_err(|_| anyhow::anyhow!("--source {source}: bad camera number"))?,
+        )
+    } else if let Some(n) = source.strip_prefix("/dev/video") {
+        Some(
+            n.parse::<u32>()
+                .map_err(|_| anyhow::anyhow!("--source {source}: bad device"))?,
+        )
+    } else {
+        None
+    };
+    match camera_index {
+        None => {
+            let fps = config.fps.unwrap_or(DEFAULT_REPLAY_FPS);
+            Ok(Box::new(FolderSource::open(
+                std::path::Path::new(source),
+                fps,
+                DecodeLimits::default(),
+            )?))
+        }
+        Some(index) => open_camera(index, config),
+    }
+}
+
+/// The replay rate of a folder source when neither flag nor config gives one.
+const DEFAULT_REPLAY_FPS: f64 = 5.0;
+
+#[cfg(all(feature = "camera", target_os = "linux"))]
+fn open_camera(index: u32, config: &RunConfig) -> Result<Box<dyn FrameSource>> {
+    use clipsight::camera::{CameraRequest, NokhwaCamera};
+    use clipsight::capture::{Backoff, RealSleeper, Reconnecting};
+    let c = &config.camera;
+    let device = NokhwaCamera::new(CameraRequest {
+        index,
+        width: c.width,
+        height: c.height,
+        fps: c.fps,
+    });
+    let backoff = Backoff {
+        initial: Duration::from_secs_f64(c.reconnect_initial_s),
+        max: Duration::from_secs_f64(c.reconnect_max_s.max(c.reconnect_initial_s)),
+        stall: Duration::from_secs_f64(config.pipeline().stall_s),
+    };
+    Ok(Box::new(Reconnecting::new(device, RealSleeper, backoff)))
+}
+
+#[cfg(not(all(feature = "camera", target_os = "linux")))]
+fn open_camera(_index: u32, _config: &RunConfig) -> Result<Box<dyn FrameSource>> {
+    anyhow::bail!("camera support is not compiled in (cargo feature `camera`, Linux only)")
+}
+
+fn run_live(args: RunArgs) -> Result<ExitCode> {
+    let start = Instant::now();
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::default(),
+    };
+    // Flags override the file.
+    if args.model.is_some() {
+        config.model = args.model;
+    }
+    if !args.banks.is_empty() {
+        config.banks = args.banks;
+    }
+    if args.source.is_some() {
+        config.source = args.source;
+    }
+    if args.fps.is_some() {
+        config.fps = args.fps;
+    }
+    if args.speaker.is_some() {
+        config.speaker = args.speaker;
+    }
+    if args.speech_dir.is_some() {
+        config.speech_dir = args.speech_dir;
+    }
+    if let Some(v) = args.verbosity {
+        config.decision.verbosity = v;
+    }
+    if let Some(d) = args.duration {
+        config.duration_s = d;
+    }
+    config.stats_json |= args.stats_json;
+    let model = config
+        .model
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no model: give --model or `model` in the config"))?;
+    if config.banks.is_empty() {
+        anyhow::bail!("no prompt bank: give --bank or `banks` in the config");
+    }
+    let source_name = config
+        .source
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no source: give --source or `source` in the config"))?;
+
+    let bundle = Bundle::load(&model)?;
+    let identity = bundle.identity();
+    let banks = config
+        .banks
+        .iter()
+        .map(|b| Bank::load_for(b, &identity))
+        .collect::<Result<Vec<_>, _>>()?;
+    let embedder = load_embedder(&bundle)?;
+    log::info!("model {identity} ready in {:.2?}", start.elapsed());
+
+    let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
+    let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), start)?;
+    let speech = SpeechThread::spawn(chain, &config.voice)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
+    }
+    let (control_tx, control_rx) = crossbeam_channel::bounded::<Control>(16);
+    let controls = Controls::start(&config.controls, control_tx, stop.clone())?;
+    if config.duration_s > 0.0 {
+        let (stop, d) = (stop.clone(), Duration::from_secs_f64(config.duration_s));
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let source = open_source(&source_name, &config)?;
+    let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, None)?;
+    let json = config.stats_json;
+    let result = pipeline.run(
+        source,
+        &speech.tx,
+        &control_rx,
+        stop.clone(),
+        &mut |stats| {
+            if json {
+                println!("{}", serde_json::to_string(stats).unwrap_or_default());
+            }
+        },
+    );
+    let interrupted = stop.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    // A folder that ran out: say what is queued. A stop request: stop now.
+    let speech_stats = if interrupted {
+        speech.stop()
+    } else {
+        speech.finish()
+    };
+    controls.join();
+    let mut stats = result?;
+    stats.speech = speech_stats;
+    stats.elapsed_s = start.elapsed().as_secs_f64();
+    eprintln!("{}", stats.summary());
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    }
     Ok(ExitCode::SUCCESS)
 }

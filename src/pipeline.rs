@@ -259,7 +259,7 @@ impl Pipeline {
     }
 
     /// Runs until the source ends, `stop` is set, or a `Quit` control arrives. Says "Ready."
-    /// first. `on_stats` gets a report every `stats_interval_s` and at the end.
+    /// first. `on_stats` gets a report every `stats_interval_s`; the final one is returned.
     pub fn run(
         &mut self,
         source: Box<dyn FrameSource>,
@@ -370,7 +370,6 @@ impl Pipeline {
         if let Some(e) = fatal {
             return Err(PipelineError::Source(e));
         }
-        on_stats(&stats);
         Ok(stats)
     }
 

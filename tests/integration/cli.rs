@@ -26,7 +26,10 @@ fn classify_reports_bad_files_and_classifies_the_rest() {
         .unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     let err0 = lines[0]["error"].as_str().unwrap();
     assert!(err0.contains("truncated.jpg"), "{err0}");
@@ -55,7 +58,10 @@ fn classify_text_output_names_each_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("giraffe.jpg: "), "{stdout}");
-    assert!(stderr.contains("Cargo.toml: not a recognized image format"), "{stderr}");
+    assert!(
+        stderr.contains("Cargo.toml: not a recognized image format"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -69,7 +75,11 @@ fn a_bank_from_another_model_is_refused_naming_both() {
     }
     let manifest = dir.path().join("model.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, text.replace("id = \"clipsight-tiny-test\"", "id = \"other-model\"")).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("id = \"clipsight-tiny-test\"", "id = \"other-model\""),
+    )
+    .unwrap();
     let out = bin()
         .args(["classify", "--model"])
         .arg(dir.path())
@@ -80,7 +90,10 @@ fn a_bank_from_another_model_is_refused_naming_both() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("clipsight-tiny-test") && stderr.contains("other-model"), "{stderr}");
+    assert!(
+        stderr.contains("clipsight-tiny-test") && stderr.contains("other-model"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -95,8 +108,13 @@ fn a_tampered_model_file_is_refused_by_hash() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&onnx, bytes).unwrap();
-    let err = clipsight::bundle::Bundle::load(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("image.onnx") && err.contains("sha256 mismatch"), "{err}");
+    let err = clipsight::bundle::Bundle::load(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("image.onnx") && err.contains("sha256 mismatch"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -105,13 +123,19 @@ fn embed_prompts_writes_a_calibrated_bank() {
     let bank = clipsight::bank::Bank::load(&bank_path).unwrap();
     assert_eq!(bank.model.id, "clipsight-tiny-test");
     let labels: Vec<_> = bank.entries.iter().map(|e| e.label.as_str()).collect();
-    assert_eq!(labels, ["dog", "stairs going down", "person lying on the floor"]);
+    assert_eq!(
+        labels,
+        ["dog", "stairs going down", "person lying on the floor"]
+    );
     for (i, e) in bank.entries.iter().enumerate() {
         let norm: f32 = bank.embedding(i).iter().map(|v| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-4);
         assert!(e.threshold > e.neg_mean && e.neg_std > 0.0);
         assert!(e.say.contains(&e.label) || !e.say.is_empty());
     }
-    assert_eq!(bank.entries[1].category, clipsight::prompts::Category::Hazard);
+    assert_eq!(
+        bank.entries[1].category,
+        clipsight::prompts::Category::Hazard
+    );
     assert!(bank.entries[1].say.contains("stairs going down"));
 }

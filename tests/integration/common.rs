@@ -45,7 +45,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The clipsight binary built for these tests.
@@ -57,7 +60,11 @@ pub fn bin() -> std::process::Command {
 pub fn tiny_bank(prompts: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    let name = Path::new(prompts).file_stem().unwrap().to_string_lossy().to_string();
+    let name = Path::new(prompts)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let out = dir.path().join(format!("{name}.safetensors"));
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap();
@@ -73,7 +80,11 @@ pub fn tiny_bank(prompts: &str) -> PathBuf {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
     out
 }

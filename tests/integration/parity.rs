@@ -44,7 +44,11 @@ fn png(rel: &str) -> image::RgbImage {
 fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
     assert_eq!(a.len(), b.len());
     let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
-    let sum: u64 = a.iter().zip(b).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
     (max, sum as f64 / a.len() as f64)
 }
 
@@ -58,7 +62,9 @@ fn cases() -> Vec<(String, serde_json::Value)> {
         .map(|v| (v["file"].as_str().unwrap().to_string(), v.clone()))
         .collect();
     for v in r["preprocess_variants"].as_array().unwrap() {
-        let file = r["images"][v["photo"].as_str().unwrap()]["file"].as_str().unwrap();
+        let file = r["images"][v["photo"].as_str().unwrap()]["file"]
+            .as_str()
+            .unwrap();
         out.push((file.to_string(), v.clone()));
     }
     out
@@ -74,12 +80,18 @@ fn preprocessing_matches_pil_on_real_photos() {
         let mut pre = Preprocessor::new(spec_of(&entry, &bundle));
         let got = pre.resize_crop((&img).into()).to_vec();
         let (max, mean) = diff(&got, want.as_raw());
-        report.push(format!("{file} {}: max {max}, mean {mean:.3}", entry["preprocess_png"]));
+        report.push(format!(
+            "{file} {}: max {max}, mean {mean:.3}",
+            entry["preprocess_png"]
+        ));
         let lossless = file.ends_with(".png");
         if lossless {
             assert!(max <= SAME_PIXELS_MAX_DIFF, "{report:#?}");
         } else {
-            assert!(max <= JPEG_MAX_DIFF && mean <= JPEG_MEAN_DIFF, "{report:#?}");
+            assert!(
+                max <= JPEG_MAX_DIFF && mean <= JPEG_MEAN_DIFF,
+                "{report:#?}"
+            );
         }
     }
     eprintln!("{report:#?}");
@@ -91,7 +103,11 @@ fn resize_is_exact_on_identical_pixels() {
     // PIL's result to the level. The RGBA fixture is a PNG (alpha opaque).
     let bundle = tiny();
     let entry = &reference()["images"]["bus-rgba.png"];
-    let img = decode_file(&fixtures().join("photos/bus-rgba.png"), DecodeLimits::default()).unwrap();
+    let img = decode_file(
+        &fixtures().join("photos/bus-rgba.png"),
+        DecodeLimits::default(),
+    )
+    .unwrap();
     let mut pre = Preprocessor::new(spec_of(entry, &bundle));
     let got = pre.resize_crop((&img).into()).to_vec();
     assert_eq!(diff(&got, png("preprocess/bus-rgba.png").as_raw()).0, 0);
@@ -100,9 +116,16 @@ fn resize_is_exact_on_identical_pixels() {
 #[test]
 fn exif_orientation_is_applied() {
     // The file stores the pixels turned a quarter; EXIF orientation 6 turns them back.
-    let rotated = decode_file(&fixtures().join("photos/bus-exif6.jpg"), DecodeLimits::default()).unwrap();
+    let rotated = decode_file(
+        &fixtures().join("photos/bus-exif6.jpg"),
+        DecodeLimits::default(),
+    )
+    .unwrap();
     let want = &reference()["images"]["bus-exif6.jpg"]["displayed_size"];
-    let want = (want[0].as_u64().unwrap() as u32, want[1].as_u64().unwrap() as u32);
+    let want = (
+        want[0].as_u64().unwrap() as u32,
+        want[1].as_u64().unwrap() as u32,
+    );
     assert_eq!(rotated.dimensions(), want);
     assert!(want.0 > want.1, "the displayed photo is landscape");
 }
@@ -120,7 +143,11 @@ fn image_encoder_matches_onnxruntime() {
         let want = normalized(&floats(&entry["embedding"]));
         let cos = cosine(&got, &want);
         let max = max_abs_diff(&got, &want);
-        assert!(cos >= 0.9999 && max <= 1e-4, "{}: cos {cos}, max {max}", entry["preprocess_png"]);
+        assert!(
+            cos >= 0.9999 && max <= 1e-4,
+            "{}: cos {cos}, max {max}",
+            entry["preprocess_png"]
+        );
         n += 1;
     }
     assert!(n >= 7);
@@ -133,7 +160,11 @@ fn photos_embed_like_the_reference_from_the_file() {
     let enc = TractImageEncoder::load(&bundle).unwrap();
     let mut emb = ImageEmbedder::new((&bundle.manifest.image).into(), Box::new(enc)).unwrap();
     for (name, entry) in reference()["images"].as_object().unwrap() {
-        let img = decode_file(&fixtures().join(entry["file"].as_str().unwrap()), DecodeLimits::default()).unwrap();
+        let img = decode_file(
+            &fixtures().join(entry["file"].as_str().unwrap()),
+            DecodeLimits::default(),
+        )
+        .unwrap();
         let got = emb.embed((&img).into()).unwrap().to_vec();
         let cos = cosine(&got, &floats(&entry["embedding"]));
         assert!(cos >= 0.999, "{name}: {cos}");
@@ -145,7 +176,12 @@ fn tokenizer_matches_the_reference_ids() {
     let enc = TractTextEncoder::load(&tiny()).unwrap();
     for p in reference()["prompts"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();
-        let want: Vec<i64> = p["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let want: Vec<i64> = p["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         let got = enc.tokenize(text).unwrap();
         assert_eq!(got.ids, want, "{text:?}");
         assert_eq!(got.ids.len(), 77);
@@ -156,7 +192,10 @@ fn tokenizer_matches_the_reference_ids() {
 fn text_encoder_matches_onnxruntime_in_batches() {
     let mut enc = TractTextEncoder::load(&tiny()).unwrap();
     let prompts = reference()["prompts"].as_array().unwrap();
-    let texts: Vec<&str> = prompts.iter().map(|p| p["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = prompts
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
     // 13 prompts with batch size 8: one full batch and one padded one.
     let got = enc.embed(&texts).unwrap();
     assert_eq!(got.len(), texts.len());
@@ -164,6 +203,10 @@ fn text_encoder_matches_onnxruntime_in_batches() {
         let want = normalized(&floats(&p["embedding"]));
         let cos = cosine(g, &want);
         let max = max_abs_diff(g, &want);
-        assert!(cos >= 0.9999 && max <= 1e-4, "{:?}: cos {cos}, max {max}", p["text"]);
+        assert!(
+            cos >= 0.9999 && max <= 1e-4,
+            "{:?}: cos {cos}, max {max}",
+            p["text"]
+        );
     }
 }
