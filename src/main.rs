@@ -136,8 +136,9 @@ struct EmbedArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // What the speaker says is always shown (the log speaker writes it at info level).
     let level = match cli.verbose {
-        0 => "warn",
+        0 => "warn,clipsight::speech=info",
         1 => "info",
         _ => "debug",
     };
@@ -402,7 +403,8 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     log::info!("model {identity} ready in {:.2?}", start.elapsed());
 
     let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
-    let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), start)?;
+    // Transcript times count from here: the models are loaded and the source starts next.
+    let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), Instant::now())?;
     let speech = SpeechThread::spawn(chain, &config.voice)?;
 
     let stop = Arc::new(AtomicBool::new(false));
