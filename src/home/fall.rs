@@ -114,7 +114,9 @@ pub enum FallAction {
         by: CommandSource,
     },
     /// The person got up during the check-in; no alert. Ends the incident.
-    Recovered { incident: IncidentId },
+    Recovered {
+        incident: IncidentId,
+    },
     /// An alert: a fall incident's check-in went unanswered, or an inactivity incident starts.
     AlertRaised {
         incident: IncidentId,
@@ -153,7 +155,9 @@ pub enum FallAction {
         /// A fall was pending, being checked or alerted when the view went dark.
         fall_pending: bool,
     },
-    CantSeeEnded { incident: IncidentId },
+    CantSeeEnded {
+        incident: IncidentId,
+    },
     /// New check-ins and alerts are off until `until` (monotonic seconds). A mute while muted
     /// is an update of the same incident.
     Muted {
@@ -161,7 +165,9 @@ pub enum FallAction {
         until: f64,
         by: CommandSource,
     },
-    Unmuted { incident: IncidentId },
+    Unmuted {
+        incident: IncidentId,
+    },
 }
 
 /// The fall part of [`MonitorState`].
@@ -528,7 +534,7 @@ impl FallMonitor {
             _ => None,
         };
         for a in fall.into_iter().chain(self.inactivity_alert.as_mut()) {
-            if !a.acknowledged && incident.is_none_or(|i| i == a.incident) {
+            if !a.acknowledged && incident.map_or(true, |i| i == a.incident) {
                 a.acknowledged = true;
                 out.push(FallAction::AlertAcknowledged {
                     incident: a.incident,
@@ -747,7 +753,10 @@ mod tests {
             let frames = (seconds * FPS).round() as usize;
             for _ in 0..frames {
                 self.t += 1.0 / FPS;
-                let obs = PersonObservation { at: self.at(), view };
+                let obs = PersonObservation {
+                    at: self.at(),
+                    view,
+                };
                 got.extend(self.m.observe(&obs));
             }
             self.log.extend(got.clone());
@@ -868,8 +877,10 @@ mod tests {
 
     #[test]
     fn no_alert_storm_one_fall_one_alert() {
-        let mut cfg = FallConfig::default();
-        cfg.ack_seconds = 1e6; // no escalation in this test
+        let cfg = FallConfig {
+            ack_seconds: 1e6, // no escalation in this test
+            ..FallConfig::default()
+        };
         let mut s = Sim::new(cfg);
         let incident = to_alert(&mut s);
         // An hour on the floor with a flickering score, darkness and ticks.
@@ -996,7 +1007,9 @@ mod tests {
         s.lying(2.0);
         s.lying(1000.0);
         assert_eq!(
-            s.count(|a| matches!(a, FallAction::AlertEscalated { incident: i, .. } if *i == incident)),
+            s.count(
+                |a| matches!(a, FallAction::AlertEscalated { incident: i, .. } if *i == incident)
+            ),
             1
         );
         let got = s.m.acknowledge(&s.at(), "Anna", None);
@@ -1017,7 +1030,10 @@ mod tests {
         let mut s = Sim::new(FallConfig::default());
         let incident = to_alert(&mut s);
         s.lying(60.0);
-        assert_eq!(s.m.acknowledge(&s.at(), "Ben", Some(incident + 100)), vec![]);
+        assert_eq!(
+            s.m.acknowledge(&s.at(), "Ben", Some(incident + 100)),
+            vec![]
+        );
         assert_eq!(s.m.acknowledge(&s.at(), "Ben", Some(incident)).len(), 1);
         s.lying(1000.0);
         assert_eq!(
@@ -1029,21 +1045,28 @@ mod tests {
 
     #[test]
     fn realert_once_sends_no_reminders() {
-        let mut cfg = FallConfig::default();
-        cfg.ack_seconds = 1e6;
+        let cfg = FallConfig {
+            ack_seconds: 1e6,
+            ..FallConfig::default()
+        };
         let mut s = Sim::new(cfg);
         to_alert(&mut s);
         s.lying(3600.0);
-        assert_eq!(s.count(|a| matches!(a, FallAction::AlertReminder { .. })), 0);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertReminder { .. })),
+            0
+        );
     }
 
     #[test]
     fn realert_repeat_sends_bounded_reminders_until_ack() {
-        let mut cfg = FallConfig::default();
-        cfg.ack_seconds = 1e6;
-        cfg.realert = RealertPolicy::Repeat {
-            every_seconds: 100.0,
-            max_repeats: 3,
+        let cfg = FallConfig {
+            ack_seconds: 1e6,
+            realert: RealertPolicy::Repeat {
+                every_seconds: 100.0,
+                max_repeats: 3,
+            },
+            ..FallConfig::default()
         };
         let mut s = Sim::new(cfg.clone());
         to_alert(&mut s);
@@ -1064,7 +1087,10 @@ mod tests {
         s.lying(150.0);
         s.m.acknowledge(&s.at(), "x", None);
         s.lying(1000.0);
-        assert_eq!(s.count(|a| matches!(a, FallAction::AlertReminder { .. })), 1);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertReminder { .. })),
+            1
+        );
     }
 
     #[test]
@@ -1105,7 +1131,10 @@ mod tests {
         assert!(s.m.state().cant_see);
         // Back in view, still lying: the 6 s before the dark count, so 4.5 more reach T1.
         let got = s.lying(4.0);
-        assert!(matches!(got.as_slice(), [FallAction::CantSeeEnded { .. }]), "{got:?}");
+        assert!(
+            matches!(got.as_slice(), [FallAction::CantSeeEnded { .. }]),
+            "{got:?}"
+        );
         let got = s.lying(1.0);
         assert!(got.iter().any(is_check_in), "{got:?}");
     }
@@ -1173,9 +1202,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Unmuted while still lying: asked again at once.
         assert!(matches!(
             s.m.unmute(&s.at()).as_slice(),
-            [FallAction::Unmuted { .. }]
+            [FallAction::Unmuted { .. }, FallAction::CheckIn { .. }]
         ));
     }
 
@@ -1206,7 +1236,13 @@ mod tests {
         // Escalates like a fall alert, and resolves when the person is seen up.
         s.ticks(300.0);
         assert_eq!(
-            s.count(|a| matches!(a, FallAction::AlertEscalated { kind: AlertKind::Inactivity, .. })),
+            s.count(|a| matches!(
+                a,
+                FallAction::AlertEscalated {
+                    kind: AlertKind::Inactivity,
+                    ..
+                }
+            )),
             1
         );
         let got = s.up(4.0);
@@ -1238,7 +1274,7 @@ mod tests {
         s.ticks(5.0 * 3600.0);
         assert_eq!(s.count(is_alert), 1);
         s.up(5.0); // resolves
-        // Next day: seen up at 07:00, so no alert.
+                   // Next day: seen up at 07:00, so no alert.
         s.ticks(21.0 * 3600.0);
         s.up(5.0);
         s.empty_room(1.0);

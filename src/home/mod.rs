@@ -86,7 +86,9 @@ pub enum HomeError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HomeCommand {
     /// "I am all right": ends a check-in or an alert.
-    Cancel { source: CommandSource },
+    Cancel {
+        source: CommandSource,
+    },
     /// A caregiver has seen the alert `id` (every active alert when `None`).
     Acknowledge {
         source: CommandSource,
@@ -98,7 +100,9 @@ pub enum HomeCommand {
         source: CommandSource,
         seconds: Option<f64>,
     },
-    Unmute { source: CommandSource },
+    Unmute {
+        source: CommandSource,
+    },
 }
 
 impl HomeCommand {
@@ -228,6 +232,11 @@ impl HomeMonitor {
             cfg: config,
         };
         let cfg = monitor.cfg.clone();
+        monitor.update_heartbeat(None);
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            let mut hb = monitor.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+            hb["time"] = json!(now.as_secs_f64());
+        }
         if let Some(m) = &cfg.mqtt {
             let outbox = Arc::new(Outbox::open(&outbox_dir(&cfg, "mqtt"))?);
             let channel = MqttChannel::start(
@@ -530,7 +539,13 @@ impl HomeMonitor {
                     AlertKind::Fall => say(&speech.acknowledged, Urgency::Normal),
                     AlertKind::Inactivity => None,
                 };
-                (incident, Step::Acknowledged, UpdateType::Update, Some(by), u)
+                (
+                    incident,
+                    Step::Acknowledged,
+                    UpdateType::Update,
+                    Some(by),
+                    u,
+                )
             }
             FallAction::AlertResolved { incident, .. } => {
                 self.with(incident, |inc| inc.alert.state = AlertState::Resolved);
@@ -766,7 +781,7 @@ impl HomeMonitor {
 
     fn maybe_stats(&mut self, at: &Stamp) {
         let first = *self.first_mono.get_or_insert(at.mono);
-        let due = self.next_stats_mono.is_none_or(|t| at.mono >= t);
+        let due = self.next_stats_mono.map_or(true, |t| at.mono >= t);
         if !due {
             return;
         }
@@ -903,7 +918,9 @@ mod tests {
         assert!(recs[0].id.starts_with("clipsight-"));
         assert!(recs[0].id.ends_with("-fall"));
         // The fall started when lying was first seen, 5 s after the synthetic start.
-        assert!((recs[0].start_time - (clock::SYNTHETIC_EPOCH_UNIX + 12.0 * 3600.0 + 5.0)).abs() < 1e-6);
+        assert!(
+            (recs[0].start_time - (clock::SYNTHETIC_EPOCH_UNIX + 12.0 * 3600.0 + 5.0)).abs() < 1e-6
+        );
         assert_eq!(recs[1].alert.state, AlertState::Active);
         assert_eq!(recs[2].alert.acknowledged_by.as_deref(), Some("Anna"));
         assert_eq!(recs[3].alert.state, AlertState::Resolved);

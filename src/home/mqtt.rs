@@ -402,10 +402,8 @@ impl Worker {
                         log::info!("home MQTT: connected to {endpoint}");
                         self.on_connect(&client);
                     }
-                    Event::Incoming(Packet::Publish(p)) => {
-                        if p.topic == self.topics.set {
-                            self.on_command(&p.payload, p.retain);
-                        }
+                    Event::Incoming(Packet::Publish(p)) if p.topic == self.topics.set => {
+                        self.on_command(&p.payload, p.retain);
                     }
                     Event::Incoming(Packet::PubAck(ack)) => {
                         if let Some(f) = &inflight {
@@ -562,7 +560,10 @@ impl Worker {
             if f.sent.elapsed() < INFLIGHT_TIMEOUT {
                 return;
             }
-            log::warn!("home MQTT: no PUBACK for record {}; sending it again", f.seq);
+            log::warn!(
+                "home MQTT: no PUBACK for record {}; sending it again",
+                f.seq
+            );
             *inflight = None;
         }
         let (seq, record) = match self.outbox.oldest() {

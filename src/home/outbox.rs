@@ -348,7 +348,10 @@ mod tests {
         assert_eq!(v, json!({"a": 1}));
         let (s, _) = o.oldest().unwrap().unwrap();
         o.remove(s).unwrap();
-        assert!(o.oldest().unwrap().is_none(), "the corrupt one is set aside");
+        assert!(
+            o.oldest().unwrap().is_none(),
+            "the corrupt one is set aside"
+        );
         assert!(path.join("00000000000000000005-e.json.corrupt").exists());
         assert!(!path.join("00000000000000000007-a.json.tmp").exists());
     }

@@ -133,10 +133,6 @@ impl Broker {
             let _ = child.wait();
         }
     }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for Broker {
@@ -338,7 +334,11 @@ impl Feed {
     }
 
     /// Routes commands that arrived on the monitor's channel, as the pipeline would.
-    pub fn route_commands(&mut self, m: &mut HomeMonitor, rx: &Receiver<clipsight::home::HomeCommand>) -> usize {
+    pub fn route_commands(
+        &mut self,
+        m: &mut HomeMonitor,
+        rx: &Receiver<clipsight::home::HomeCommand>,
+    ) -> usize {
         let mut n = 0;
         while let Ok(cmd) = rx.try_recv() {
             let at = self.at();

@@ -62,7 +62,10 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
     assert!((a["scores"]["lying_threshold"].as_f64().unwrap() - 0.3).abs() < 1e-6);
     let start = a["start_time"].as_f64().unwrap();
     let time = a["time"].as_f64().unwrap();
-    assert!((time - start - 40.0).abs() < 0.01, "T1 + T2 after the fall: {a}");
+    assert!(
+        (time - start - 40.0).abs() < 0.01,
+        "T1 + T2 after the fall: {a}"
+    );
     assert!(a["end_time"].is_null());
     assert_eq!(a["spoken"], "I have sent an alert to your carer.");
     // The events stream has the check-in and the alert under the same id.
@@ -117,13 +120,13 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
 #[test]
 fn mqtt_alert_survives_broker_outage_and_restart() {
     let port = free_port();
-    let mut broker = Broker::configured(port, "persistence true\npersistence_location PLACEHOLDER\n");
+    let mut broker =
+        Broker::configured(port, "persistence true\npersistence_location PLACEHOLDER\n");
     // Point persistence at the broker's own temporary directory.
     let conf = broker.dir.path().join("mosquitto.conf");
-    let text = std::fs::read_to_string(&conf).unwrap().replace(
-        "PLACEHOLDER",
-        &format!("{}/", broker.dir.path().display()),
-    );
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("PLACEHOLDER", &format!("{}/", broker.dir.path().display()));
     std::fs::write(&conf, text).unwrap();
     let prefix = "t2/home";
     let alerts_topic = format!("{prefix}/alerts");
@@ -151,7 +154,10 @@ fn mqtt_alert_survives_broker_outage_and_restart() {
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 60.0);
     assert!(feed.said.len() >= 2);
-    assert!(m.pending_deliveries().0 >= 3, "check-in + alert (events, alerts) queued");
+    assert!(
+        m.pending_deliveries().0 >= 3,
+        "check-in + alert (events, alerts) queued"
+    );
     // The process restarts while the broker is still down.
     m.shutdown();
     let outbox = dir.path().join("outbox/mqtt");
@@ -169,7 +175,12 @@ fn mqtt_alert_survives_broker_outage_and_restart() {
     });
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(sub.on(&alerts_topic).len(), 1, "{:?}", sub.on(&alerts_topic));
+    assert_eq!(
+        sub.on(&alerts_topic).len(),
+        1,
+        "{:?}",
+        sub.on(&alerts_topic)
+    );
     m.shutdown();
 }
 
@@ -230,7 +241,9 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 12.0); // check-in spoken
     assert_eq!(feed.said.len(), 1);
-    sub.wait_for(&format!("{prefix}/events"), |m| m.json()["step"] == "check_in");
+    sub.wait_for(&format!("{prefix}/events"), |m| {
+        m.json()["step"] == "check_in"
+    });
 
     sub.publish(&format!("{prefix}/set"), "cancel");
     let cmd = commands.recv_timeout(WAIT).expect("the cancel command");
@@ -274,7 +287,9 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
             "cancel",
         )
         .unwrap();
-    let live = commands.recv_timeout(WAIT).expect("delivered live, it is a command");
+    let live = commands
+        .recv_timeout(WAIT)
+        .expect("delivered live, it is a command");
     assert_eq!(live.name(), "cancel");
     let onlines = || {
         sub.on(&format!("{prefix}/available"))
@@ -289,7 +304,9 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
         mq.client_id = Some("t4-second".into());
     }
     let second = HomeMonitor::start(cfg2, HomeSecrets::default()).unwrap();
-    wait_for("the second monitor online", || (onlines() > before).then_some(()));
+    wait_for("the second monitor online", || {
+        (onlines() > before).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         second.commands().try_recv().is_err(),

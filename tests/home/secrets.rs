@@ -60,7 +60,9 @@ fn secrets_never_logged_mqtt_webhook() {
         m.client_id = Some("s1-bad".into());
     }
     let bad_secrets = HomeSecrets {
-        mqtt_password: Some(clipsight::home::Secret::new(format!("{MQTT_PASSWORD}-wrong"))),
+        mqtt_password: Some(clipsight::home::Secret::new(format!(
+            "{MQTT_PASSWORD}-wrong"
+        ))),
         webhook_token: None,
     };
     let mut bad_cfg_no_hook = bad_cfg.clone();

@@ -48,7 +48,10 @@ fn webhook_posts_the_alert_and_retries_after_a_500() {
     assert_eq!(v["kind"], "fall");
     assert_eq!(v["alert"]["state"], "active");
     assert!(v["id"].as_str().unwrap().ends_with("-fall"));
-    assert!(first.header("authorization").is_none(), "no token configured");
+    assert!(
+        first.header("authorization").is_none(),
+        "no token configured"
+    );
     // Only alerts go to the webhook by default (the check-in is an event).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.requests().len(), 2);
