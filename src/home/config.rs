@@ -730,6 +730,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_docs_home_md_is_valid() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            home: HomeConfig,
+        }
+        let doc = include_str!("../../docs/home.md");
+        let start = doc.find("```toml\n[home]").expect("a [home] example") + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let file: File = toml::from_str(&doc[start..start + len]).unwrap();
+        file.home.validate().unwrap();
+        assert_eq!(file.home.node_id, "flat-3");
+        assert!(file.home.mqtt.is_some() && file.home.webhook.is_some());
+        assert!(file.home.inactivity.is_some() && file.home.button.is_some());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(parse("nodeid = \"x\"").is_err());
         assert!(parse("[fall]\nlying = 3").is_err());

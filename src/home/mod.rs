@@ -931,6 +931,13 @@ mod tests {
     }
 
     #[test]
+    fn the_monitor_can_move_to_the_pipeline_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HomeMonitor>();
+        assert_send::<HomeCommand>();
+    }
+
+    #[test]
     fn acknowledge_by_unknown_id_does_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = monitor(dir.path());
