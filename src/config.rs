@@ -83,6 +83,8 @@ pub struct RunConfig {
     pub voice: VoiceConfig,
     pub camera: CameraConfig,
     pub controls: ControlsConfig,
+    /// The home monitor (fall escalation, caregiver alerts); absent: off.
+    pub home: Option<crate::home::HomeConfig>,
 }
 
 impl RunConfig {

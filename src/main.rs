@@ -15,12 +15,14 @@ use clipsight::calibrate::{read_references, DEFAULT_Z};
 use clipsight::capture::{FolderSource, FrameSource};
 use clipsight::config::RunConfig;
 use clipsight::controls::Controls;
-use clipsight::decide::Verbosity;
+use clipsight::decide::{LabelInfo, Verbosity};
 use clipsight::decode::{decode_file, DecodeLimits};
 use clipsight::embedder::ImageEmbedder;
 use clipsight::encode::{TractImageEncoder, TractTextEncoder};
+use clipsight::home::observer::HomeObserver;
+use clipsight::home::{HomeMonitor, HomeSecrets};
 use clipsight::matching::classify;
-use clipsight::pipeline::{Control, Pipeline};
+use clipsight::pipeline::{Control, Observer, Pipeline};
 use clipsight::prompts::PromptSet;
 use clipsight::speech::{speaker_chain, SpeakerKind, SpeechThread};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,7 +197,16 @@ fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
                 if args.json {
                     let labels: Vec<_> = ranked
                         .iter()
-                        .map(|r| serde_json::json!({"label": r.label, "score": r.score}))
+                        .map(|r| {
+                            let e = &bank.entries[r.index];
+                            let z = e.z(cos[r.index]);
+                            serde_json::json!({
+                                "label": r.label,
+                                "score": r.score,
+                                "z": z,
+                                "above_threshold": z >= e.z_threshold(),
+                            })
+                        })
                         .collect();
                     let line = serde_json::json!({"image": path, "labels": labels});
                     writeln!(out, "{line}")?;
@@ -404,7 +415,12 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
 
     let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
     // Transcript times count from here: the models are loaded and the source starts next.
-    let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), Instant::now())?;
+    let chain = speaker_chain(
+        kind,
+        &config.voice,
+        config.speech_dir.as_deref(),
+        Instant::now(),
+    )?;
     let speech = SpeechThread::spawn(chain, &config.voice)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -422,8 +438,31 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         });
     }
 
+    let observer: Option<Box<dyn Observer>> = match &config.home {
+        Some(home) => {
+            let labels = LabelInfo::from_banks(&banks);
+            if !labels.iter().any(|l| l.label == home.fall_label) {
+                anyhow::bail!(
+                    "home.fall_label {:?} is not a label of the loaded banks ({})",
+                    home.fall_label,
+                    labels
+                        .iter()
+                        .map(|l| l.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let secrets = HomeSecrets::load(home)?;
+            let monitor = HomeMonitor::start(home.clone(), secrets)?;
+            Some(Box::new(HomeObserver::new(
+                monitor,
+                home.fall_label.clone(),
+            )))
+        }
+        None => None,
+    };
     let source = open_source(&source_name, &config)?;
-    let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, None)?;
+    let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, observer)?;
     let json = config.stats_json;
     let result = pipeline.run(
         source,
@@ -436,6 +475,9 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
             }
         },
     );
+    if let Some(observer) = pipeline.take_observer() {
+        observer.finish();
+    }
     let interrupted = stop.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     // A folder that ran out: say what is queued. A stop request: stop now.

@@ -84,6 +84,10 @@ pub trait Observer: Send {
     fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance>;
     /// A command; returns what to say. Commands it does not handle return nothing.
     fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
+    /// Called on every turn of the loop (at least every [`POLL`]), frames or not: timers.
+    fn tick(&mut self, t: f64) -> Vec<Utterance>;
+    /// Ends cleanly after the run (closes connections).
+    fn finish(self: Box<Self>) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -258,6 +262,11 @@ impl Pipeline {
         &self.engine
     }
 
+    /// Takes the observer back (to shut it down cleanly after a run).
+    pub fn take_observer(&mut self) -> Option<Box<dyn Observer>> {
+        self.observer.take()
+    }
+
     /// Runs until the source ends, `stop` is set, or a `Quit` control arrives. Says "Ready."
     /// first. `on_stats` gets a report every `stats_interval_s`; the final one is returned.
     pub fn run(
@@ -339,6 +348,11 @@ impl Pipeline {
                     self.frame(&mut st, frame, at, &say);
                 }
                 break;
+            }
+            if let Some(obs) = self.observer.as_mut() {
+                for u in obs.tick(st.last_t) {
+                    say(u);
+                }
             }
             // Stall watchdog: no frame for too long is a lost camera, said once.
             if st.camera_ok && st.last_frame.elapsed().as_secs_f64() > self.config.stall_s {

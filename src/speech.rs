@@ -305,7 +305,10 @@ impl Speaker for EspeakSpeaker {
             Some(Ok(None)) => true,
             Some(Ok(Some(status))) => {
                 if !status.success() {
-                    self.failure = Some(format!("the player {:?} exited with {status}", self.voice.player));
+                    self.failure = Some(format!(
+                        "the player {:?} exited with {status}",
+                        self.voice.player
+                    ));
                 }
                 self.child = None;
                 false
@@ -903,9 +906,17 @@ mod tests {
     #[test]
     fn a_player_dying_mid_sentence_is_replaced_and_the_sentence_said_again() {
         let (backup, said) = fake(0, false);
-        let th = SpeechThread::spawn(vec![Box::new(Dying(false)), backup], &VoiceConfig::default()).unwrap();
-        th.tx.send(SpeechCommand::Say(u("stairs!", Kind::Hazard))).unwrap();
-        th.tx.send(SpeechCommand::Say(u("chair", Kind::Object))).unwrap();
+        let th = SpeechThread::spawn(
+            vec![Box::new(Dying(false)), backup],
+            &VoiceConfig::default(),
+        )
+        .unwrap();
+        th.tx
+            .send(SpeechCommand::Say(u("stairs!", Kind::Hazard)))
+            .unwrap();
+        th.tx
+            .send(SpeechCommand::Say(u("chair", Kind::Object)))
+            .unwrap();
         let stats = th.finish();
         assert_eq!(said.lock().unwrap().clone(), ["stairs!", "chair"]);
         assert_eq!(stats.backend_failures, 1);

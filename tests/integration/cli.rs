@@ -139,3 +139,68 @@ fn embed_prompts_writes_a_calibrated_bank() {
     );
     assert!(bank.entries[1].say.contains("stairs going down"));
 }
+
+/// ImageNet-covered dominant-object photos of coco-train128 (see the default bundle's model
+/// card), as the 224-px copies in prompts/calibration/, with their dominant COCO class.
+const COVERED: &[(&str, &str)] = &[
+    ("000000000034", "zebra"),
+    ("000000000042", "dog"),
+    ("000000000073", "motorcycle"),
+    ("000000000081", "airplane"),
+    ("000000000089", "oven"),
+    ("000000000143", "bird"),
+    ("000000000194", "pizza"),
+    ("000000000208", "sink"),
+    ("000000000263", "elephant"),
+    ("000000000349", "train"),
+    ("000000000387", "laptop"),
+    ("000000000400", "boat"),
+    ("000000000471", "bus"),
+    ("000000000502", "bear"),
+    ("000000000510", "bench"),
+    ("000000000514", "bed"),
+    ("000000000532", "bus"),
+    ("000000000575", "cat"),
+    ("000000000605", "dining table"),
+    ("000000000636", "toilet"),
+];
+
+#[test]
+fn the_default_bundle_names_real_photos() {
+    let mut cmd = bin();
+    cmd.args(["classify", "--json", "--top", "3", "--model"])
+        .arg(root().join("models/default"))
+        .arg("--bank")
+        .arg(root().join("prompts/banks/coco80.safetensors"));
+    for (id, _) in COVERED {
+        cmd.arg(root().join(format!("prompts/calibration/{id}.jpg")));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut top1 = 0;
+    for ((id, want), line) in COVERED.iter().zip(stdout.lines()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["image"].as_str().unwrap().contains(id));
+        let labels: Vec<&str> = v["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["label"].as_str().unwrap())
+            .collect();
+        assert!(
+            labels.contains(want),
+            "{id}: {want} not in the top 3 {labels:?}"
+        );
+        if labels[0] == *want {
+            top1 += 1;
+        }
+    }
+    let rate = top1 as f64 / COVERED.len() as f64;
+    eprintln!("top-1 {top1}/{}", COVERED.len());
+    assert!(rate >= 0.8, "top-1 {top1}/{}", COVERED.len());
+}

@@ -2,4 +2,6 @@
 
 mod cli;
 mod common;
+mod faults;
+mod live;
 mod parity;
