@@ -315,3 +315,23 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     second.shutdown();
     m.shutdown();
 }
+
+#[test]
+fn mqtt_alert_still_goes_out_when_the_event_log_disk_is_full() {
+    // The event log's file is /dev/full: every append fails with "no space left on device".
+    let broker = Broker::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "full/home";
+    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("events.jsonl")).unwrap();
+    let mut cfg = home_config(dir.path(), Some(broker.port), prefix);
+    cfg.fall.ack_seconds = 100_000.0;
+    let mut m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let mut feed = Feed::new();
+    feed.up(&mut m, 5.0);
+    feed.lying(&mut m, 120.0);
+    assert_eq!(feed.said.len(), 2, "check-in and alert are still spoken: {:?}", feed.said);
+    let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
+    assert_eq!(alert["step"], "alert");
+    m.shutdown();
+}
