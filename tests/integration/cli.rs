@@ -217,6 +217,12 @@ fn bomb_png() -> Vec<u8> {
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc.to_be_bytes());
+    // One small IDAT (an empty zlib stream): decoders read the header only when they reach it.
+    let mut idat = b"IDAT".to_vec();
+    idat.extend_from_slice(&[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png.extend_from_slice(&8u32.to_be_bytes());
+    png.extend_from_slice(&idat);
+    png.extend_from_slice(&crc32(&idat).to_be_bytes());
     png.extend_from_slice(&[0, 0, 0, 0]);
     png.extend_from_slice(b"IEND\xaeB`\x82");
     png
