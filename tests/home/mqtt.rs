@@ -330,7 +330,12 @@ fn mqtt_alert_still_goes_out_when_the_event_log_disk_is_full() {
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 120.0);
-    assert_eq!(feed.said.len(), 2, "check-in and alert are still spoken: {:?}", feed.said);
+    assert_eq!(
+        feed.said.len(),
+        2,
+        "check-in and alert are still spoken: {:?}",
+        feed.said
+    );
     let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
     assert_eq!(alert["step"], "alert");
     m.shutdown();

@@ -233,7 +233,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -283,17 +287,30 @@ fn classify_names_every_bad_input_and_never_panics() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1), "an error exit, not a crash");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), cases.len() + 1, "{stdout}");
     for ((file, want), line) in cases.iter().zip(&lines) {
-        let err = line["error"].as_str().unwrap_or_else(|| panic!("{file}: {line}"));
+        let err = line["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: {line}"));
         assert!(err.contains(file) && err.contains(want), "{file}: {err}");
     }
     assert_eq!(lines[cases.len()]["labels"][0]["label"], "dog");
-    assert!(children_max_rss() < 1_500_000_000, "peak RSS {} bytes", children_max_rss());
+    assert!(
+        children_max_rss() < 1_500_000_000,
+        "peak RSS {} bytes",
+        children_max_rss()
+    );
 
     // A garbage bank, and a manifest with an unknown key: named errors, no panic.
-    std::fs::write(d.join("garbage.safetensors"), b"\x10\0\0\0\0\0\0\0{not json at all").unwrap();
+    std::fs::write(
+        d.join("garbage.safetensors"),
+        b"\x10\0\0\0\0\0\0\0{not json at all",
+    )
+    .unwrap();
     let out = bin()
         .args(["classify", "--model"])
         .arg(root().join("models/default"))
@@ -304,7 +321,10 @@ fn classify_names_every_bad_input_and_never_panics() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("garbage.safetensors: not a clipsight prompt bank"), "{stderr}");
+    assert!(
+        stderr.contains("garbage.safetensors: not a clipsight prompt bank"),
+        "{stderr}"
+    );
     let model = d.join("model");
     std::fs::create_dir(&model).unwrap();
     for f in std::fs::read_dir(tiny_model()).unwrap() {
@@ -312,7 +332,9 @@ fn classify_names_every_bad_input_and_never_panics() {
         std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
     }
     let manifest = model.join("model.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("[embedding]", "[embedding]\nnormalise = true");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("[embedding]", "[embedding]\nnormalise = true");
     std::fs::write(&manifest, text).unwrap();
     let out = bin()
         .args(["classify", "--model"])
@@ -324,7 +346,10 @@ fn classify_names_every_bad_input_and_never_panics() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("model.toml") && stderr.contains("normalise"), "{stderr}");
+    assert!(
+        stderr.contains("model.toml") && stderr.contains("normalise"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -332,8 +357,15 @@ fn run_refuses_an_unknown_config_key_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("wearable.toml");
     std::fs::write(&config, "model = \"m\"\n[voice]\nvolume = 80\nspeed = 2\n").unwrap();
-    let out = bin().args(["run", "--config"]).arg(&config).output().unwrap();
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("wearable.toml") && stderr.contains("speed"), "{stderr}");
+    assert!(
+        stderr.contains("wearable.toml") && stderr.contains("speed"),
+        "{stderr}"
+    );
 }
