@@ -21,6 +21,7 @@ pub mod encode;
 pub mod gate;
 pub mod matching;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod preprocess;
 pub mod prompts;

@@ -18,7 +18,7 @@ use clipsight::controls::Controls;
 use clipsight::decide::Verbosity;
 use clipsight::decode::{decode_file, DecodeLimits};
 use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{TractImageEncoder, TractTextEncoder};
+use clipsight::encode::{check_device, Device, TractImageEncoder, TractTextEncoder};
 use clipsight::matching::classify;
 use clipsight::pipeline::{Control, Pipeline};
 use clipsight::prompts::PromptSet;
@@ -85,6 +85,9 @@ struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum)]
+    device: Option<Device>,
 }
 
 #[derive(clap::Args)]
@@ -110,6 +113,12 @@ struct ClassifyArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Add each image's embedding to its JSON line (`"embedding": [...]`).
+    #[arg(long, requires = "json")]
+    embeddings: bool,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -166,8 +175,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
-    let encoder = TractImageEncoder::load(bundle)?;
+fn load_embedder(bundle: &Bundle, device: Device) -> Result<ImageEmbedder> {
+    let encoder = TractImageEncoder::load_on(bundle, device)?;
     Ok(ImageEmbedder::new(
         (&bundle.manifest.image).into(),
         Box::new(encoder),
@@ -175,9 +184,10 @@ fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
 }
 
 fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
+    check_device(args.device)?;
     let bundle = Bundle::load(&args.model)?;
     let bank = Bank::load_for(&args.bank, &bundle.identity())?;
-    let mut embedder = load_embedder(&bundle)?;
+    let mut embedder = load_embedder(&bundle, args.device)?;
     let scale = bundle.manifest.embedding.logit_scale;
     let limits = DecodeLimits::default();
     let (mut cos, mut probs) = (Vec::new(), Vec::new());
@@ -196,7 +206,10 @@ fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
                         .iter()
                         .map(|r| serde_json::json!({"label": r.label, "score": r.score}))
                         .collect();
-                    let line = serde_json::json!({"image": path, "labels": labels});
+                    let mut line = serde_json::json!({"image": path, "labels": labels});
+                    if args.embeddings {
+                        line["embedding"] = serde_json::json!(embedding);
+                    }
                     writeln!(out, "{line}")?;
                 } else {
                     let labels: Vec<String> = ranked
@@ -242,7 +255,7 @@ fn run_embed(args: EmbedArgs) -> Result<ExitCode> {
     let set = PromptSet::load(&args.prompts)?;
     let refs = read_references(&args.calibration)?;
     let mut text = TractTextEncoder::load(&bundle)?;
-    let mut images = load_embedder(&bundle)?;
+    let mut images = load_embedder(&bundle, Device::Cpu)?;
     let n_texts: usize = set.prompts.iter().map(|p| p.texts.len()).sum();
     let prompts_bar = progress_bar(n_texts, "prompts");
     let photos_bar = progress_bar(refs.len(), "photos");
@@ -378,6 +391,9 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     if let Some(d) = args.duration {
         config.duration_s = d;
     }
+    if let Some(d) = args.device {
+        config.device = d;
+    }
     config.stats_json |= args.stats_json;
     let model = config
         .model
@@ -391,6 +407,7 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no source: give --source or `source` in the config"))?;
 
+    check_device(config.device)?;
     let bundle = Bundle::load(&model)?;
     let identity = bundle.identity();
     let banks = config
@@ -398,8 +415,12 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|b| Bank::load_for(b, &identity))
         .collect::<Result<Vec<_>, _>>()?;
-    let embedder = load_embedder(&bundle)?;
-    log::info!("model {identity} ready in {:.2?}", start.elapsed());
+    let embedder = load_embedder(&bundle, config.device)?;
+    log::info!(
+        "model {identity} ready on {} in {:.2?}",
+        config.device,
+        start.elapsed()
+    );
 
     let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
     let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), start)?;
@@ -423,6 +444,8 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     let source = open_source(&source_name, &config)?;
     let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, None)?;
     let json = config.stats_json;
+    // Under systemd (Type=notify): the model is loaded and the source is open.
+    clipsight::notify::ready();
     let result = pipeline.run(
         source,
         &speech.tx,
@@ -434,6 +457,7 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
             }
         },
     );
+    clipsight::notify::stopping();
     let interrupted = stop.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     // A folder that ran out: say what is queued. A stop request: stop now.
