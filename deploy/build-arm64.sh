@@ -20,7 +20,8 @@
 #     target's headers: clang gets --target=aarch64-linux-gnu and finds Debian's cross sysroot
 #     (/usr/aarch64-linux-gnu/include) and the multiarch headers (/usr/include/aarch64-linux-gnu)
 #     by itself. Only libspeechd is linked (v4l uses the kernel ioctls; libv4l is not linked).
-#   - onig_sys (the tokenizer's regex engine) builds its bundled C with aarch64-linux-gnu-gcc.
+#   - onig_sys (the tokenizer's regex engine), mozjpeg-sys and tract-linalg build their C and
+#     assembly with aarch64-linux-gnu-gcc, which cc-rs finds by itself.
 #   - The linker and the qemu runner are set in .cargo/config.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,9 +73,10 @@ fi
 
 # bindgen: clang for the target (it then finds Debian's cross and multiarch headers).
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu"
-# C code (onig_sys) and any pkg-config lookups, for the target only.
-export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+# pkg-config lookups go to the arm64 .pc files (no crate of the default build makes one today).
+# C code (onig_sys, mozjpeg-sys, tract-linalg's kernels): cc-rs picks aarch64-linux-gnu-gcc by
+# itself; CC_aarch64_unknown_linux_gnu is deliberately not set, as setting it (even to the same
+# compiler) makes those build scripts, and everything above them, run again.
 export PKG_CONFIG_aarch64_unknown_linux_gnu=aarch64-linux-gnu-pkg-config
 export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 
@@ -95,7 +97,10 @@ start=$(date +%s)
 cargo build --release --locked --target "$TARGET" "${FEATURE_ARGS[@]}"
 echo "cross build: $(( $(date +%s) - start )) s"
 step "cargo deb (arm64)"
-cargo deb --no-build --target "$TARGET" --output "$OUT" "${FEATURE_ARGS[@]}"
+# cargo-deb strips with the target's strip (the host's cannot read aarch64 binaries).
+env "STRIP_aarch64-unknown-linux-gnu=aarch64-linux-gnu-strip" \
+    "OBJCOPY_aarch64-unknown-linux-gnu=aarch64-linux-gnu-objcopy" \
+    cargo deb --no-build --target "$TARGET" --output "$OUT" "${FEATURE_ARGS[@]}"
 
 if [ "$AMD64" = 1 ]; then
     step "cargo build --release (amd64)"

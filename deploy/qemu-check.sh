@@ -15,6 +15,7 @@
 #   deploy/qemu-check.sh --photos all --no-tests
 #
 # Needs: deploy/build-arm64.sh run once (cross toolchain, qemu-user-static), python3.
+# Environment: CARGO_TARGET_DIR as usual; X86_TARGET_DIR for an x86_64 build kept elsewhere.
 # The integration tests that start the clipsight binary (tests/integration/cli.rs) are skipped
 # under qemu: without binfmt_misc an emulated process cannot exec another aarch64 binary. Step 1
 # drives the aarch64 binary instead.
@@ -40,12 +41,12 @@ for tool in qemu-aarch64-static python3; do
 done
 QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu)
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-X86="$TARGET_DIR/release/clipsight"
+# The x86_64 build may live in another target dir (X86_TARGET_DIR), e.g. one built in parallel.
+X86_TARGET_DIR="${X86_TARGET_DIR:-$TARGET_DIR}"
+X86="$X86_TARGET_DIR/release/clipsight"
 ARM="$TARGET_DIR/$TARGET/release/clipsight"
 MODEL=models/default
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu"
-export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export PKG_CONFIG_aarch64_unknown_linux_gnu=aarch64-linux-gnu-pkg-config
 export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 
@@ -64,7 +65,7 @@ timed() { # timed NAME COMMAND...: runs it and records its wall time
 step() { printf '\n== %s\n' "$*"; }
 
 step "build (x86_64 and aarch64, release; no-ops when up to date)"
-timed "build x86_64" cargo build --release --locked
+timed "build x86_64" env CARGO_TARGET_DIR="$X86_TARGET_DIR" cargo build --release --locked
 timed "build aarch64" cargo build --release --locked --target "$TARGET"
 file "$ARM" | grep -q "ARM aarch64" || { echo "error: $ARM is not an aarch64 binary" >&2; exit 1; }
 
