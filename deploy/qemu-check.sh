@@ -15,7 +15,8 @@
 #   deploy/qemu-check.sh --photos all --no-tests
 #
 # Needs: deploy/build-arm64.sh run once (cross toolchain, qemu-user-static), python3.
-# Environment: CARGO_TARGET_DIR as usual; X86_TARGET_DIR for an x86_64 build kept elsewhere.
+# Environment: CARGO_TARGET_DIR as usual; X86_TARGET_DIR for an x86_64 build kept elsewhere;
+# X86_BIN to compare with a given x86_64 binary instead (e.g. target/debug/clipsight).
 # The integration tests that start the clipsight binary (tests/integration/cli.rs) are skipped
 # under qemu: without binfmt_misc an emulated process cannot exec another aarch64 binary. Step 1
 # drives the aarch64 binary instead.
@@ -43,7 +44,7 @@ QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu)
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 # The x86_64 build may live in another target dir (X86_TARGET_DIR), e.g. one built in parallel.
 X86_TARGET_DIR="${X86_TARGET_DIR:-$TARGET_DIR}"
-X86="$X86_TARGET_DIR/release/clipsight"
+X86="${X86_BIN:-$X86_TARGET_DIR/release/clipsight}"
 ARM="$TARGET_DIR/$TARGET/release/clipsight"
 MODEL=models/default
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu"
@@ -65,7 +66,9 @@ timed() { # timed NAME COMMAND...: runs it and records its wall time
 step() { printf '\n== %s\n' "$*"; }
 
 step "build (x86_64 and aarch64, release; no-ops when up to date)"
-timed "build x86_64" env CARGO_TARGET_DIR="$X86_TARGET_DIR" cargo build --release --locked
+if [ -z "${X86_BIN:-}" ]; then
+    timed "build x86_64" env CARGO_TARGET_DIR="$X86_TARGET_DIR" cargo build --release --locked
+fi
 timed "build aarch64" cargo build --release --locked --target "$TARGET"
 file "$ARM" | grep -q "ARM aarch64" || { echo "error: $ARM is not an aarch64 binary" >&2; exit 1; }
 
