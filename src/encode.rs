@@ -4,13 +4,22 @@
 //! optimized, and the runnable plan is reused for every call. Embeddings come out
 //! L2-normalized. The image input tensor is kept and rewritten in place, so encoding a frame
 //! allocates nothing in this crate. Failures are [`EncodeError`]s naming the model file.
+//!
+//! The image tower runs on the CPU, or on an NVIDIA GPU through tract's CUDA backend when the
+//! crate is built with the `cuda` feature and [`Device::Cuda`] is asked for; asking for it in
+//! a build without the feature is [`EncodeError::NotCompiled`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 use tract_onnx::prelude::*;
+
+// Links tract's CUDA backend, which registers the "cuda" runtime with tract-core.
+#[cfg(feature = "cuda")]
+extern crate tract_cuda;
 
 use crate::bundle::Bundle;
 
@@ -37,6 +46,32 @@ pub enum EncodeError {
     BadInput { expected: usize, found: usize },
     #[error("{path}: the model produced a non-finite embedding")]
     NonFinite { path: PathBuf },
+    #[error("device {device}: clipsight was not compiled with {backend} support (cargo feature `{feature}`)")]
+    NotCompiled {
+        device: Device,
+        backend: &'static str,
+        feature: &'static str,
+    },
+}
+
+/// Where an encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// tract on the CPU.
+    #[default]
+    Cpu,
+    /// tract's CUDA backend on an NVIDIA GPU (Jetson Orin, desktop cards); cargo feature `cuda`.
+    Cuda,
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        })
+    }
 }
 
 /// An image encoder: a preprocessed `3 × N × N` tensor in, a unit-length embedding out.
@@ -49,14 +84,16 @@ pub trait ImageEncoder: Send {
     fn encode(&mut self, pixels: &[f32], out: &mut [f32]) -> Result<(), EncodeError>;
 }
 
-/// A runnable, optimized model with its reusable execution state.
-type Plan = TypedSimpleState;
+/// A runnable, optimized model with its reusable execution state (CPU or GPU).
+type Plan = Box<dyn State>;
 
-/// Loads an ONNX file, names its inputs and output, pins the input facts and optimizes it.
+/// Loads an ONNX file, names its inputs and output, pins the input facts and optimizes it
+/// for `device`.
 fn load_plan(
     path: &Path,
     inputs: &[(&str, InferenceFact)],
     output: &str,
+    device: Device,
 ) -> Result<Plan, EncodeError> {
     let load = |e: TractError| EncodeError::Load {
         path: path.to_path_buf(),
@@ -92,18 +129,59 @@ fn load_plan(
     for (i, (_, fact)) in inputs.iter().enumerate() {
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
-    model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .and_then(|p| p.spawn())
-        .map_err(load)
+    match device {
+        Device::Cpu => model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .and_then(|p| p.spawn())
+            .map(|s| Box::new(s) as Plan)
+            .map_err(load),
+        Device::Cuda => cuda_plan(model, path),
+    }
+}
+
+/// Hands the typed model to tract's CUDA runtime, which moves the ops it supports to the GPU
+/// and optimizes the rest for the CPU.
+#[cfg(feature = "cuda")]
+fn cuda_plan(model: InferenceModel, path: &Path) -> Result<Plan, EncodeError> {
+    let prepare = || -> TractResult<Plan> {
+        let typed = model.into_typed()?.into_decluttered()?;
+        let runtime = runtime_for_name("cuda")?
+            .ok_or_else(|| TractError::msg("tract's CUDA runtime is not linked in"))?;
+        runtime.prepare(typed)?.spawn()
+    };
+    prepare().map_err(|e| EncodeError::Load {
+        path: path.to_path_buf(),
+        message: format!("on cuda: {e:#}"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_plan(_model: InferenceModel, _path: &Path) -> Result<Plan, EncodeError> {
+    Err(not_compiled(Device::Cuda))
+}
+
+fn not_compiled(device: Device) -> EncodeError {
+    EncodeError::NotCompiled {
+        device,
+        backend: "CUDA",
+        feature: "cuda",
+    }
+}
+
+/// Refuses a device this build cannot drive, before any model file is read.
+pub fn check_device(device: Device) -> Result<(), EncodeError> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda if cfg!(feature = "cuda") => Ok(()),
+        Device::Cuda => Err(not_compiled(device)),
+    }
 }
 
 /// Checks that the optimized plan's output is `[rows, dim]`.
 fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(), EncodeError> {
     let fact = plan
-        .plan()
-        .model()
+        .runnable()
         .output_fact(0)
         .map_err(|e| EncodeError::Load {
             path: path.to_path_buf(),
@@ -144,18 +222,25 @@ pub struct TractImageEncoder {
 }
 
 impl TractImageEncoder {
+    /// Loads a bundle's image tower on the CPU.
     pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
+        Self::load_on(bundle, Device::Cpu)
+    }
+
+    /// Loads a bundle's image tower on `device`.
+    pub fn load_on(bundle: &Bundle, device: Device) -> Result<Self, EncodeError> {
         let m = &bundle.manifest;
-        Self::load_file(
+        Self::load_file_on(
             &bundle.image_path(),
             &m.image.input,
             &m.image.output,
             m.image.size as usize,
             m.embedding.dim,
+            device,
         )
     }
 
-    /// Loads a bare image encoder: input `[1, 3, size, size]`, output `[1, dim]`.
+    /// Loads a bare image encoder on the CPU: input `[1, 3, size, size]`, output `[1, dim]`.
     pub fn load_file(
         path: &Path,
         input: &str,
@@ -163,9 +248,22 @@ impl TractImageEncoder {
         size: usize,
         dim: usize,
     ) -> Result<Self, EncodeError> {
+        Self::load_file_on(path, input, output, size, dim, Device::Cpu)
+    }
+
+    /// [`TractImageEncoder::load_file`] on `device`.
+    pub fn load_file_on(
+        path: &Path,
+        input: &str,
+        output: &str,
+        size: usize,
+        dim: usize,
+        device: Device,
+    ) -> Result<Self, EncodeError> {
+        check_device(device)?;
         let start = Instant::now();
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
-        let plan = load_plan(path, &[(input, fact)], output)?;
+        let plan = load_plan(path, &[(input, fact)], output, device)?;
         check_output(&plan, path, 1, dim)?;
         let input =
             Arc::new(
@@ -175,7 +273,7 @@ impl TractImageEncoder {
                 })?,
             );
         let load_time = start.elapsed();
-        log::info!("loaded {} in {load_time:.2?}", path.display());
+        log::info!("loaded {} on {device} in {load_time:.2?}", path.display());
         Ok(TractImageEncoder {
             path: path.to_path_buf(),
             plan,
@@ -294,7 +392,7 @@ impl TractTextEncoder {
         if let Some(name) = &m.text.token_type_ids {
             inputs.push((name.as_str(), fact()));
         }
-        let plan = load_plan(&path, &inputs, &m.text.output)?;
+        let plan = load_plan(&path, &inputs, &m.text.output, Device::Cpu)?;
         check_output(&plan, &path, batch, m.embedding.dim)?;
         let load_time = start.elapsed();
         log::info!("loaded {} in {load_time:.2?}", path.display());
@@ -394,5 +492,32 @@ impl TractTextEncoder {
                 Ok(v)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_always_available() {
+        assert!(check_device(Device::Cpu).is_ok());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        let e = check_device(Device::Cuda).unwrap_err();
+        assert!(matches!(e, EncodeError::NotCompiled { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("not compiled with CUDA support"), "{msg}");
+        assert!(msg.contains("`cuda`"), "{msg}");
+    }
+
+    #[test]
+    fn device_names_parse() {
+        let d: Device = serde_json::from_str("\"cuda\"").unwrap();
+        assert_eq!(d, Device::Cuda);
+        assert_eq!(Device::default().to_string(), "cpu");
     }
 }

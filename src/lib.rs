@@ -23,6 +23,7 @@ pub mod gate;
 pub mod home;
 pub mod matching;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod preprocess;
 pub mod prompts;

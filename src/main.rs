@@ -18,7 +18,7 @@ use clipsight::controls::Controls;
 use clipsight::decide::{LabelInfo, Verbosity};
 use clipsight::decode::{decode_file, DecodeLimits};
 use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{TractImageEncoder, TractTextEncoder};
+use clipsight::encode::{check_device, Device, TractImageEncoder, TractTextEncoder};
 use clipsight::home::observer::HomeObserver;
 use clipsight::home::{HomeMonitor, HomeSecrets};
 use clipsight::matching::classify;
@@ -87,6 +87,9 @@ struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum)]
+    device: Option<Device>,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +115,12 @@ struct ClassifyArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Add each image's embedding to its JSON line (`"embedding": [...]`).
+    #[arg(long, requires = "json")]
+    embeddings: bool,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -169,8 +178,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
-    let encoder = TractImageEncoder::load(bundle)?;
+fn load_embedder(bundle: &Bundle, device: Device) -> Result<ImageEmbedder> {
+    let encoder = TractImageEncoder::load_on(bundle, device)?;
     Ok(ImageEmbedder::new(
         (&bundle.manifest.image).into(),
         Box::new(encoder),
@@ -178,9 +187,10 @@ fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
 }
 
 fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
+    check_device(args.device)?;
     let bundle = Bundle::load(&args.model)?;
     let bank = Bank::load_for(&args.bank, &bundle.identity())?;
-    let mut embedder = load_embedder(&bundle)?;
+    let mut embedder = load_embedder(&bundle, args.device)?;
     let scale = bundle.manifest.embedding.logit_scale;
     let limits = DecodeLimits::default();
     let (mut cos, mut probs) = (Vec::new(), Vec::new());
@@ -208,7 +218,10 @@ fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
                             })
                         })
                         .collect();
-                    let line = serde_json::json!({"image": path, "labels": labels});
+                    let mut line = serde_json::json!({"image": path, "labels": labels});
+                    if args.embeddings {
+                        line["embedding"] = serde_json::json!(embedding);
+                    }
                     writeln!(out, "{line}")?;
                 } else {
                     let labels: Vec<String> = ranked
@@ -254,7 +267,7 @@ fn run_embed(args: EmbedArgs) -> Result<ExitCode> {
     let set = PromptSet::load(&args.prompts)?;
     let refs = read_references(&args.calibration)?;
     let mut text = TractTextEncoder::load(&bundle)?;
-    let mut images = load_embedder(&bundle)?;
+    let mut images = load_embedder(&bundle, Device::Cpu)?;
     let n_texts: usize = set.prompts.iter().map(|p| p.texts.len()).sum();
     let prompts_bar = progress_bar(n_texts, "prompts");
     let photos_bar = progress_bar(refs.len(), "photos");
@@ -390,6 +403,9 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     if let Some(d) = args.duration {
         config.duration_s = d;
     }
+    if let Some(d) = args.device {
+        config.device = d;
+    }
     config.stats_json |= args.stats_json;
     let model = config
         .model
@@ -403,6 +419,7 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no source: give --source or `source` in the config"))?;
 
+    check_device(config.device)?;
     let bundle = Bundle::load(&model)?;
     let identity = bundle.identity();
     let banks = config
@@ -410,8 +427,12 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|b| Bank::load_for(b, &identity))
         .collect::<Result<Vec<_>, _>>()?;
-    let embedder = load_embedder(&bundle)?;
-    log::info!("model {identity} ready in {:.2?}", start.elapsed());
+    let embedder = load_embedder(&bundle, config.device)?;
+    log::info!(
+        "model {identity} ready on {} in {:.2?}",
+        config.device,
+        start.elapsed()
+    );
 
     let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
     // Transcript times count from here: the models are loaded and the source starts next.
@@ -464,6 +485,8 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     let source = open_source(&source_name, &config)?;
     let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, observer)?;
     let json = config.stats_json;
+    // Under systemd (Type=notify): the model is loaded and the source is open.
+    clipsight::notify::ready();
     let result = pipeline.run(
         source,
         &speech.tx,
@@ -475,6 +498,7 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
             }
         },
     );
+    clipsight::notify::stopping();
     if let Some(observer) = pipeline.take_observer() {
         observer.finish();
     }

@@ -29,6 +29,9 @@ use crate::speech::SpeechCommand;
 /// The longest any loop waits before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often the frame loop pets the systemd watchdog ([`crate::notify::watchdog`]).
+pub const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
+
 /// A user or caregiver command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -304,7 +307,15 @@ impl Pipeline {
         let mut next_stats = self.config.stats_interval_s;
         let mut fatal = None;
         let mut ended = false;
+        crate::notify::watchdog();
+        let mut last_pet = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            // The loop turns at least every POLL; a frame stuck in the encoder stops the pets
+            // and lets systemd restart the service.
+            if last_pet.elapsed() >= WATCHDOG_PERIOD {
+                crate::notify::watchdog();
+                last_pet = Instant::now();
+            }
             select! {
                 recv(capture.frames) -> msg => {
                     if let Ok((frame, at)) = msg {
