@@ -351,7 +351,9 @@ def torch_export(module, args, path: Path, input_name: str, output_name: str, op
             kw["dynamic_shapes"] = {input_name: {0: torch.export.Dim("batch", min=1, max=1024)}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            prog = torch.onnx.export(module, args, dynamo=True, opset_version=opset,
+            # the dynamo exporter's native opset is 18; finish_graph converts it down after
+            # constant folding (converting before folding fails on some graphs)
+            prog = torch.onnx.export(module, args, dynamo=True, opset_version=max(opset, 18),
                                      input_names=[input_name], output_names=[output_name],
                                      verbose=False, **kw)
         prog.save(str(path), external_data=True)
@@ -383,14 +385,25 @@ def ort_fold(src: Path, dst: Path) -> None:
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
 
 
-def finish_graph(raw: Path, out: Path, weights: str, doc: str, tmp: Path) -> dict:
-    """Folds constants, compresses weights if asked, and writes one self-contained ONNX file.
-    Returns statistics."""
+def finish_graph(raw: Path, out: Path, weights: str, doc: str, tmp: Path, opset: int) -> dict:
+    """Folds constants, converts to `opset`, compresses weights if asked, and writes one
+    self-contained ONNX file. Returns statistics."""
     import onnx
+    from onnx import version_converter
 
     folded = tmp / (out.stem + ".folded.onnx")
     ort_fold(raw, folded)
     m = onnx.load(str(folded))
+    have = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    if have != opset:
+        m = version_converter.convert_version(m, opset)
+    # Intermediate shape annotations would carry the symbolic batch into tract's analysis,
+    # where it clashes with the pinned batch size; tract and onnxruntime infer shapes anyway.
+    del m.graph.value_info[:]
+    for o in m.graph.output:
+        for d in o.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                d.ClearField("dim_param")
     m.doc_string = doc
     m.producer_name = "clipsight/models/export_clip.py"
     del m.metadata_props[:]
@@ -415,10 +428,18 @@ def finish_graph(raw: Path, out: Path, weights: str, doc: str, tmp: Path) -> dic
 MIN_COMPRESS_ELEMENTS = 16384
 
 
+# tract (0.23) folds a constant computation at load only if its result is no larger than its
+# inputs or than 4 MiB (tract-core's CONST_FOLD_MEM_BUDGET); a bigger Cast/DequantizeLinear of a
+# weight would be recomputed on every run (measured: 2.4x slower for ViT-B/32). So each
+# converted weight is split along axis 0 into chunks of at most this many elements (4 MB as
+# fp32), converted chunk by chunk, and joined by a Concat, which tract folds too.
+FOLD_CHUNK_ELEMENTS = 1_000_000
+
+
 def compress_weights(m, mode: str) -> dict:
     """Stores large float initializers as fp16 (+ Cast) or int8 (+ DequantizeLinear with one
-    scale per output channel). Compute stays fp32: the conversion nodes only read initializers,
-    so tract folds them into fp32 constants when it loads the graph."""
+    symmetric scale per output channel). Compute stays fp32: the conversion nodes only read
+    initializers, and are chunked so that tract folds them into fp32 constants at load."""
     from onnx import TensorProto, helper, numpy_helper
 
     stats = {"weights": mode, "compressed": 0, "compressed_elements": 0, "kept_fp32": 0}
@@ -434,16 +455,15 @@ def compress_weights(m, mode: str) -> dict:
         if init.data_type != TensorProto.FLOAT or init.name in graph_inputs:
             continue
         w = numpy_helper.to_array(init)
-        if w.size < MIN_COMPRESS_ELEMENTS:
+        if w.size < MIN_COMPRESS_ELEMENTS or w.ndim == 0:
             stats["kept_fp32"] += 1
             continue
-        uses = consumers.get(init.name, [])
+        name = init.name
         if mode == "fp16":
-            q = numpy_helper.from_array(w.astype(np.float16), init.name + "_fp16")
-            node = helper.make_node("Cast", [q.name], [init.name], to=TensorProto.FLOAT,
-                                    name=init.name + "_cast")
+            stored = w.astype(np.float16)
+            axis, scale = None, None
         else:
-            axis = int8_axis(w, uses)
+            axis = int8_axis(w, consumers.get(name, []))
             if axis is None:
                 stats["kept_fp32"] += 1
                 continue
@@ -452,16 +472,32 @@ def compress_weights(m, mode: str) -> dict:
             scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
             shape = [1] * w.ndim
             shape[axis] = -1
-            qv = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-            q = numpy_helper.from_array(qv, init.name + "_int8")
-            s = numpy_helper.from_array(scale, init.name + "_scale")
-            z = numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), init.name + "_zp")
-            new_inits += [s, z]
-            node = helper.make_node("DequantizeLinear", [q.name, s.name, z.name], [init.name],
-                                    axis=axis, name=init.name + "_dequant")
+            stored = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        row = int(np.prod(w.shape[1:], dtype=np.int64))
+        rows = max(1, FOLD_CHUNK_ELEMENTS // max(row, 1))
+        starts = list(range(0, w.shape[0], rows))
+        parts = []
+        for k, s0 in enumerate(starts):
+            part = name if len(starts) == 1 else f"{name}_part{k}"
+            chunk = np.ascontiguousarray(stored[s0:s0 + rows])
+            if mode == "fp16":
+                q = numpy_helper.from_array(chunk, f"{name}_fp16_{k}")
+                new_nodes.append(helper.make_node("Cast", [q.name], [part], to=TensorProto.FLOAT,
+                                                  name=f"{name}_cast_{k}"))
+            else:
+                q = numpy_helper.from_array(chunk, f"{name}_int8_{k}")
+                sc = scale[s0:s0 + rows] if axis == 0 else scale
+                s = numpy_helper.from_array(np.ascontiguousarray(sc), f"{name}_scale_{k}")
+                z = numpy_helper.from_array(np.zeros(sc.shape, np.int8), f"{name}_zp_{k}")
+                new_inits += [s, z]
+                new_nodes.append(helper.make_node("DequantizeLinear", [q.name, s.name, z.name],
+                                                  [part], axis=axis, name=f"{name}_dequant_{k}"))
+            new_inits.append(q)
+            parts.append(part)
+        if len(parts) > 1:
+            new_nodes.append(helper.make_node("Concat", parts, [name], axis=0,
+                                              name=f"{name}_concat"))
         m.graph.initializer.remove(init)
-        new_inits.append(q)
-        new_nodes.append(node)
         stats["compressed"] += 1
         stats["compressed_elements"] += int(w.size)
     m.graph.initializer.extend(new_inits)
@@ -773,9 +809,9 @@ def main(argv=None) -> int:
         model_id = args.model_id or default_id(args, info)
         doc = f"clipsight bundle {model_id}: open_clip {args.model}, {info['source']}"
         gi = finish_graph(tmp / "image.raw.onnx", out / "image.onnx", args.weights,
-                          doc + "; image tower", tmp)
+                          doc + "; image tower", tmp, args.opset)
         gt = finish_graph(tmp / "text.raw.onnx", out / "text.onnx", args.text_weights,
-                          doc + "; text tower", tmp)
+                          doc + "; text tower", tmp, args.opset)
         for name, g in (("image.onnx", gi), ("text.onnx", gt)):
             log(f"      {name}: {g['bytes'] / 1e6:.1f} MB, opset {g['opset']}, {g['weights']} "
                 f"weights ({g['compressed']} tensors converted), ops {g['ops']}")

@@ -145,8 +145,15 @@ def torch_reference(arch: str, state: Path, bundle: Path, imgs: list[Path], text
             "std": np.array(p["std"], np.float32)}
 
 
+REUSE = False  # --reuse: keep bundles already exported by an earlier run
+
+
 def export(arch: str, weights: str, state: Path, seed: int = 0) -> tuple[Path, float, dict]:
     out = OUT / f"{arch}-{weights}"
+    if REUSE and (out / "export.json").exists() and state.exists():
+        info = json.loads((out / "export.json").read_text(encoding="utf-8"))
+        log(f"   reusing {out}")
+        return out, float(sum(info["seconds"].values())), info
     cmd = [sys.executable, str(HERE / "export_clip.py"), "--model", arch, "--random-init",
            "--seed", str(seed), "--weights", weights, "--text-weights", weights,
            "--out", str(out), "--save-torch", str(state)] + ARCHS[arch]
@@ -300,7 +307,11 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", nargs="+", default=["fp32", "fp16", "int8"],
                     choices=["fp32", "fp16", "int8"])
     ap.add_argument("--embed-bin", help="a built examples/embed binary (default: cargo build)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the bundles of an earlier run in models/parity/")
     args = ap.parse_args(argv)
+    global REUSE
+    REUSE = args.reuse
     t0 = time.time()
     import open_clip
 
@@ -326,6 +337,9 @@ def main(argv=None) -> int:
             f"{N_CALIBRATION_PHOTOS} of prompts/calibration/*.jpg"
         r["photo_names"] = [p.name for p in imgs]
         results.append(r)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "results.partial.json").write_text(json.dumps(results, indent=1,
+                                                             ensure_ascii=False) + "\n")
     wall = time.time() - t0
     date = datetime.date.today().isoformat()
     OUT.mkdir(parents=True, exist_ok=True)
