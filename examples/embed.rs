@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Output (stdout, one JSON object): `model`, `load_ms` (per tower), `images` (file,
-//! embedding, encode_ms, and with `--dump-pixels` the path of the normalized `3 × N × N` f32
-//! little-endian tensor written there) and `texts` (text, the padded token ids that
+//! embedding, encode_ms, and with `--dump-pixels` the paths of the normalized `3 × N × N` f32
+//! little-endian tensor and of the decoded RGB8 image written there) and `texts` (text, the padded token ids that
 //! `TractTextEncoder::tokenize` returns, and the embedding unless `--tokens-only`).
 //! Embeddings are the runtime's: L2-normalized.
 
@@ -112,6 +112,10 @@ fn main() -> Result<()> {
                 let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
                 std::fs::write(&out, bytes).with_context(|| out.display().to_string())?;
                 entry["pixels"] = json!(out);
+                // the decoded, upright RGB8 image (width × height × 3), before preprocessing
+                let raw = dir.join(format!("{i:04}.rgb"));
+                std::fs::write(&raw, img.as_raw()).with_context(|| raw.display().to_string())?;
+                entry["decoded"] = json!(raw);
             }
             images.push(entry);
         }

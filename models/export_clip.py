@@ -580,6 +580,8 @@ def build_clip_tokenizer(oc_tokenizer):
     rules = [normalizers.Replace("&amp;", "&"), normalizers.Replace("&amp;", "&")]
     for ent in HTML_ENTITIES:
         rules.append(normalizers.Replace(ent, html.unescape(ent)))
+    # ftfy.remove_terminal_escapes (ANSI colour codes), then ftfy.remove_control_chars
+    rules.append(normalizers.Replace(Regex(r"\x{1b}\[(?:\d|;)*[a-zA-Z]"), ""))
     control = "".join(f"\\x{{{c:x}}}" for c in sorted(chardata.CONTROL_CHARS))
     rules.append(normalizers.Replace(Regex(f"[{control}]"), ""))
     for table in (chardata.LIGATURES, chardata.WIDTH_MAP):
