@@ -4,13 +4,19 @@
 //! optimized, and the runnable plan is reused for every call. Embeddings come out
 //! L2-normalized. The image input tensor is kept and rewritten in place, so encoding a frame
 //! allocates nothing in this crate. Failures are [`EncodeError`]s naming the model file.
+//!
+//! [`load_image_encoder`] picks the runtime of an image encoder ([`Backend`]): tract (the
+//! default, here) or onnxruntime (`encode_ort`, behind the `ort` cargo feature), and how many
+//! threads its matrix products use.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 
 use crate::bundle::Bundle;
 
@@ -37,6 +43,121 @@ pub enum EncodeError {
     BadInput { expected: usize, found: usize },
     #[error("{path}: the model produced a non-finite embedding")]
     NonFinite { path: PathBuf },
+    #[error("the {backend} backend is not compiled in (cargo feature `{feature}`)")]
+    NotCompiled {
+        backend: &'static str,
+        feature: &'static str,
+    },
+    #[error("cannot start {threads} inference threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+/// Which runtime runs an image encoder.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// tract, pure Rust (the default).
+    #[default]
+    Tract,
+    /// onnxruntime, loaded at run time from its shared library (cargo feature `ort`).
+    Ort,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Ort => "ort",
+        }
+    }
+}
+
+/// How to run an image encoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderOptions {
+    pub backend: Backend,
+    /// Threads for the matrix products; 1 runs everything on the calling thread.
+    pub threads: usize,
+    /// onnxruntime's shared library, for [`Backend::Ort`]; `None`: `libonnxruntime` from the
+    /// system's library path.
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            backend: Backend::Tract,
+            threads: 1,
+            ort_library: None,
+        }
+    }
+}
+
+/// A bare image-encoder graph: input `[1, 3, size, size]` f32, output `[1, dim]` f32.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageGraph {
+    pub path: PathBuf,
+    pub input: String,
+    pub output: String,
+    pub size: usize,
+    /// The embedding size; `None`: read it from the graph.
+    pub dim: Option<usize>,
+}
+
+impl ImageGraph {
+    /// The image tower of a bundle.
+    pub fn of_bundle(bundle: &Bundle) -> Self {
+        let m = &bundle.manifest;
+        ImageGraph {
+            path: bundle.image_path(),
+            input: m.image.input.clone(),
+            output: m.image.output.clone(),
+            size: m.image.size as usize,
+            dim: Some(m.embedding.dim),
+        }
+    }
+}
+
+/// Loads an image encoder with the runtime and threads `options` name.
+pub fn load_image_encoder(
+    graph: &ImageGraph,
+    options: &EncoderOptions,
+) -> Result<Box<dyn ImageEncoder>, EncodeError> {
+    match options.backend {
+        Backend::Tract => Ok(Box::new(TractImageEncoder::load_graph(
+            graph,
+            options.threads,
+        )?)),
+        #[cfg(feature = "ort")]
+        Backend::Ort => Ok(Box::new(crate::encode_ort::OrtImageEncoder::load(
+            graph,
+            options.threads,
+            options.ort_library.as_deref(),
+        )?)),
+        #[cfg(not(feature = "ort"))]
+        Backend::Ort => Err(EncodeError::NotCompiled {
+            backend: "onnxruntime",
+            feature: "ort",
+        }),
+    }
+}
+
+/// A pool of `threads` threads for tract's matrix products; `None` for one thread.
+fn executor(threads: usize) -> Result<Option<Executor>, EncodeError> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tract-{i}"))
+        .build()
+        .map(|pool| Some(Executor::MultiThread(Arc::new(pool))))
+        .map_err(|e| EncodeError::Threads {
+            threads,
+            message: e.to_string(),
+        })
 }
 
 /// An image encoder: a preprocessed `3 × N × N` tensor in, a unit-length embedding out.
@@ -57,6 +178,7 @@ fn load_plan(
     path: &Path,
     inputs: &[(&str, InferenceFact)],
     output: &str,
+    threads: usize,
 ) -> Result<Plan, EncodeError> {
     let load = |e: TractError| EncodeError::Load {
         path: path.to_path_buf(),
@@ -92,15 +214,25 @@ fn load_plan(
     for (i, (_, fact)) in inputs.iter().enumerate() {
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
+    let options = RunOptions {
+        executor: executor(threads)?,
+        ..Default::default()
+    };
     model
         .into_optimized()
-        .and_then(|m| m.into_runnable())
+        .and_then(|m| m.into_runnable_with_options(&options))
         .and_then(|p| p.spawn())
         .map_err(load)
 }
 
-/// Checks that the optimized plan's output is `[rows, dim]`.
-fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(), EncodeError> {
+/// Checks that the optimized plan's output is `[rows, dim]`; `dim: None` accepts any and
+/// returns it.
+fn check_output(
+    plan: &Plan,
+    path: &Path,
+    rows: usize,
+    dim: Option<usize>,
+) -> Result<usize, EncodeError> {
     let fact = plan
         .plan()
         .model()
@@ -110,18 +242,22 @@ fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(),
             message: format!("{e:#}"),
         })?;
     let found = fact.shape.as_concrete().map(|s| s.to_vec());
-    if found.as_deref() != Some(&[rows, dim][..]) {
-        return Err(EncodeError::Shape {
+    match (found.as_deref(), dim) {
+        (Some(&[r, d]), Some(dim)) if r == rows && d == dim => Ok(d),
+        (Some(&[r, d]), None) if r == rows && d > 0 => Ok(d),
+        _ => Err(EncodeError::Shape {
             path: path.to_path_buf(),
             what: "output shape".into(),
-            expected: format!("[{rows}, {dim}] (embedding.dim = {dim})"),
+            expected: match dim {
+                Some(dim) => format!("[{rows}, {dim}] (embedding.dim = {dim})"),
+                None => format!("[{rows}, dim]"),
+            },
             found: format!("{:?}", fact.shape),
-        });
+        }),
     }
-    Ok(())
 }
 
-fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
+pub(crate) fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
     let norm = src.iter().map(|v| v * v).sum::<f32>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return Err(EncodeError::NonFinite {
@@ -145,14 +281,7 @@ pub struct TractImageEncoder {
 
 impl TractImageEncoder {
     pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
-        let m = &bundle.manifest;
-        Self::load_file(
-            &bundle.image_path(),
-            &m.image.input,
-            &m.image.output,
-            m.image.size as usize,
-            m.embedding.dim,
-        )
+        Self::load_graph(&ImageGraph::of_bundle(bundle), 1)
     }
 
     /// Loads a bare image encoder: input `[1, 3, size, size]`, output `[1, dim]`.
@@ -163,10 +292,23 @@ impl TractImageEncoder {
         size: usize,
         dim: usize,
     ) -> Result<Self, EncodeError> {
+        let graph = ImageGraph {
+            path: path.to_path_buf(),
+            input: input.to_string(),
+            output: output.to_string(),
+            size,
+            dim: Some(dim),
+        };
+        Self::load_graph(&graph, 1)
+    }
+
+    /// Loads an image encoder whose matrix products use `threads` threads.
+    pub fn load_graph(graph: &ImageGraph, threads: usize) -> Result<Self, EncodeError> {
         let start = Instant::now();
+        let (path, size) = (graph.path.as_path(), graph.size);
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
-        let plan = load_plan(path, &[(input, fact)], output)?;
-        check_output(&plan, path, 1, dim)?;
+        let plan = load_plan(path, &[(&graph.input, fact)], &graph.output, threads)?;
+        let dim = check_output(&plan, path, 1, graph.dim)?;
         let input =
             Arc::new(
                 Tensor::zero::<f32>(&[1, 3, size, size]).map_err(|e| EncodeError::Load {
@@ -294,8 +436,8 @@ impl TractTextEncoder {
         if let Some(name) = &m.text.token_type_ids {
             inputs.push((name.as_str(), fact()));
         }
-        let plan = load_plan(&path, &inputs, &m.text.output)?;
-        check_output(&plan, &path, batch, m.embedding.dim)?;
+        let plan = load_plan(&path, &inputs, &m.text.output, 1)?;
+        check_output(&plan, &path, batch, Some(m.embedding.dim))?;
         let load_time = start.elapsed();
         log::info!("loaded {} in {load_time:.2?}", path.display());
         Ok(TractTextEncoder {

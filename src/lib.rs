@@ -6,6 +6,7 @@
 //! [`bank`] turn prompt sets into calibrated prompt banks.
 
 pub mod bank;
+pub mod bench;
 pub mod build_bank;
 pub mod bundle;
 pub mod calibrate;
@@ -18,6 +19,8 @@ pub mod decide;
 pub mod decode;
 pub mod embedder;
 pub mod encode;
+#[cfg(feature = "ort")]
+pub mod encode_ort;
 pub mod gate;
 pub mod matching;
 pub mod metrics;
