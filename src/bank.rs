@@ -229,7 +229,9 @@ impl Bank {
         Self::from_bytes(&buf).map_err(bad)
     }
 
-    fn from_bytes(buf: &[u8]) -> Result<Self, String> {
+    /// Parses a bank from the bytes of a file (what [`Bank::load`] reads); the error says
+    /// what is wrong without the path. Public for the fuzz targets.
+    pub fn from_bytes(buf: &[u8]) -> Result<Self, String> {
         let (_, header) = SafeTensors::read_metadata(buf).map_err(|e| e.to_string())?;
         let meta = header
             .metadata()

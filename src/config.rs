@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controls::ControlsConfig;
 use crate::decide::DecisionConfig;
+use crate::encode::Device;
 use crate::gate::{DarkConfig, GateConfig};
 use crate::pipeline::PipelineConfig;
 use crate::speech::{SpeakerKind, VoiceConfig};
@@ -57,6 +58,8 @@ impl Default for CameraConfig {
 pub struct RunConfig {
     /// The model bundle directory (`--model`).
     pub model: Option<PathBuf>,
+    /// Where the image encoder runs: `cpu` or `cuda` (`--device`; `cuda` needs the feature).
+    pub device: Device,
     /// Prompt banks (`--bank`, repeatable).
     pub banks: Vec<PathBuf>,
     /// `camera`, `camera:N`, `/dev/videoN`, or an image folder (`--source`).
@@ -83,6 +86,8 @@ pub struct RunConfig {
     pub voice: VoiceConfig,
     pub camera: CameraConfig,
     pub controls: ControlsConfig,
+    /// The home monitor (fall escalation, caregiver alerts); absent: off.
+    pub home: Option<crate::home::HomeConfig>,
 }
 
 impl RunConfig {
@@ -227,13 +232,14 @@ mod tests {
     #[test]
     fn sections_and_paths() {
         let c = RunConfig::parse(
-            "model = \"m\"\nbanks = [\"a.safetensors\"]\nsource = \"frames\"\nspeaker = \"wav\"\n\
+            "model = \"m\"\ndevice = \"cuda\"\nbanks = [\"a.safetensors\"]\nsource = \"frames\"\nspeaker = \"wav\"\n\
              [decision]\nverbosity = \"hazards\"\ncooldown_s = 5\n[gate]\nenabled = false\n\
              [voice]\nearcon = false\n[controls]\nsocket = \"ctl.sock\"\n[controls.keys]\ndescribe = [1, 2]\n",
             Path::new("c.toml"),
         )
         .unwrap();
         assert_eq!(c.speaker, Some(SpeakerKind::Wav));
+        assert_eq!(c.device, Device::Cuda);
         assert_eq!(c.decision.verbosity, Verbosity::Hazards);
         assert_eq!(c.decision.cooldown_s, 5.0);
         assert!(!c.gate.enabled && !c.voice.earcon);

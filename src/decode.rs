@@ -218,6 +218,123 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
     }
 
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A valid PNG of a few dozen bytes whose header claims `width × height` RGB8 pixels: the
+    /// signature, an IHDR, one IDAT holding a zlib stream of a single zero byte, an IEND.
+    fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        };
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    /// The width and height in a JPEG's first SOF0/SOF2 segment.
+    fn jpeg_size(bytes: &[u8]) -> Option<(u16, u16)> {
+        let at = bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])?;
+        let be = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        Some((be(at + 7), be(at + 5)))
+    }
+
+    const PNG_BOMB: &[u8] = include_bytes!("../tests/fixtures/bombs/png-100000x100000.png");
+    const JPEG_BOMB: &[u8] = include_bytes!("../tests/fixtures/bombs/jpeg-65500x65500.jpg");
+
+    /// Decompression bombs (issue 8): a tiny file whose header claims 10 gigapixels is refused
+    /// from its header, with a `TooLarge` that names the file, before a pixel is decoded.
+    #[test]
+    fn decompression_bomb_png_is_refused_from_its_header() {
+        let bomb = png_bomb(100_000, 100_000);
+        assert_eq!(bomb, PNG_BOMB, "the fixture is what png_bomb makes");
+        assert!(bomb.len() < 100);
+        let err = decode_bytes(&bomb, Path::new("bomb.png"), DecodeLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::TooLarge {
+                    width: 100_000,
+                    height: 100_000,
+                    limit: DEFAULT_MAX_PIXELS,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("bomb.png: image too large"), "{err}");
+        // Just over the limit is refused too, exactly at it is not (it then fails as corrupt:
+        // the IDAT is one byte).
+        let over = png_bomb(10_000, 5_001);
+        let err = decode_bytes(&over, Path::new("o.png"), DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+        let at = png_bomb(10_000, 5_000);
+        let err = decode_bytes(&at, Path::new("a.png"), DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn decompression_bomb_jpeg_is_refused_from_its_header() {
+        assert_eq!(jpeg_size(JPEG_BOMB), Some((65_500, 65_500)));
+        assert!(JPEG_BOMB.len() < 2048);
+        let err =
+            decode_bytes(JPEG_BOMB, Path::new("bomb.jpg"), DecodeLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::TooLarge {
+                    width: 65_500,
+                    height: 65_500,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("bomb.jpg: image too large"), "{err}");
+    }
+
+    /// Writes the bomb fixtures (`cargo test -- --ignored write_bomb_fixtures`): the PNG from
+    /// `png_bomb`, the JPEG by patching the SOF size of a 16×16 JPEG to 65500×65500.
+    #[test]
+    #[ignore]
+    fn write_bomb_fixtures() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bombs");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("png-100000x100000.png"), png_bomb(100_000, 100_000)).unwrap();
+        let img = RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 0]));
+        let mut jpg = Cursor::new(Vec::new());
+        img.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+        let mut jpg = jpg.into_inner();
+        let at = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpg[at + 5..at + 9].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]);
+        std::fs::write(dir.join("jpeg-65500x65500.jpg"), jpg).unwrap();
+    }
+
     #[test]
     fn grayscale_and_rgba_become_rgb() {
         let gray = image::GrayImage::from_fn(3, 2, |x, _| image::Luma([x as u8 * 10]));

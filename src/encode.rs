@@ -8,6 +8,9 @@
 //! [`load_image_encoder`] picks the runtime of an image encoder ([`Backend`]): tract (the
 //! default, here) or onnxruntime (`encode_ort`, behind the `ort` cargo feature), and how many
 //! threads its matrix products use.
+//! The image tower runs on the CPU, or on an NVIDIA GPU through tract's CUDA backend when the
+//! crate is built with the `cuda` feature and [`Device::Cuda`] is asked for; asking for it in
+//! a build without the feature is [`EncodeError::NotCompiled`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
+
+// Links tract's CUDA backend, which registers the "cuda" runtime with tract-core.
+#[cfg(feature = "cuda")]
+extern crate tract_cuda;
 
 use crate::bundle::Bundle;
 
@@ -43,9 +50,9 @@ pub enum EncodeError {
     BadInput { expected: usize, found: usize },
     #[error("{path}: the model produced a non-finite embedding")]
     NonFinite { path: PathBuf },
-    #[error("the {backend} backend is not compiled in (cargo feature `{feature}`)")]
+    #[error("clipsight was not compiled with {what} support (cargo feature `{feature}`)")]
     NotCompiled {
-        backend: &'static str,
+        what: &'static str,
         feature: &'static str,
     },
     #[error("cannot start {threads} inference threads: {message}")]
@@ -78,6 +85,8 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncoderOptions {
     pub backend: Backend,
+    /// Where tract runs it (the ort backend runs on the CPU).
+    pub device: Device,
     /// Threads for the matrix products; 1 runs everything on the calling thread.
     pub threads: usize,
     /// onnxruntime's shared library, for [`Backend::Ort`]; `None`: `libonnxruntime` from the
@@ -89,6 +98,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             backend: Backend::Tract,
+            device: Device::Cpu,
             threads: 1,
             ort_library: None,
         }
@@ -129,6 +139,7 @@ pub fn load_image_encoder(
         Backend::Tract => Ok(Box::new(TractImageEncoder::load_graph(
             graph,
             options.threads,
+            options.device,
         )?)),
         #[cfg(feature = "ort")]
         Backend::Ort => Ok(Box::new(crate::encode_ort::OrtImageEncoder::load(
@@ -138,7 +149,7 @@ pub fn load_image_encoder(
         )?)),
         #[cfg(not(feature = "ort"))]
         Backend::Ort => Err(EncodeError::NotCompiled {
-            backend: "onnxruntime",
+            what: "onnxruntime",
             feature: "ort",
         }),
     }
@@ -160,6 +171,26 @@ fn executor(threads: usize) -> Result<Option<Executor>, EncodeError> {
         })
 }
 
+/// Where an encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// tract on the CPU.
+    #[default]
+    Cpu,
+    /// tract's CUDA backend on an NVIDIA GPU (Jetson Orin, desktop cards); cargo feature `cuda`.
+    Cuda,
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        })
+    }
+}
+
 /// An image encoder: a preprocessed `3 × N × N` tensor in, a unit-length embedding out.
 pub trait ImageEncoder: Send {
     /// The number of input values it takes (`3 × N × N`).
@@ -170,14 +201,16 @@ pub trait ImageEncoder: Send {
     fn encode(&mut self, pixels: &[f32], out: &mut [f32]) -> Result<(), EncodeError>;
 }
 
-/// A runnable, optimized model with its reusable execution state.
-type Plan = TypedSimpleState;
+/// A runnable, optimized model with its reusable execution state (CPU or GPU).
+type Plan = Box<dyn State>;
 
-/// Loads an ONNX file, names its inputs and output, pins the input facts and optimizes it.
+/// Loads an ONNX file, names its inputs and output, pins the input facts and optimizes it
+/// for `device`.
 fn load_plan(
     path: &Path,
     inputs: &[(&str, InferenceFact)],
     output: &str,
+    device: Device,
     threads: usize,
 ) -> Result<Plan, EncodeError> {
     let load = |e: TractError| EncodeError::Load {
@@ -214,15 +247,59 @@ fn load_plan(
     for (i, (_, fact)) in inputs.iter().enumerate() {
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
-    let options = RunOptions {
-        executor: executor(threads)?,
-        ..Default::default()
+    match device {
+        Device::Cpu => {
+            let options = RunOptions {
+                executor: executor(threads)?,
+                ..Default::default()
+            };
+            model
+                .into_optimized()
+                .and_then(|m| m.into_runnable_with_options(&options))
+                .and_then(|p| p.spawn())
+                .map(|s| Box::new(s) as Plan)
+                .map_err(load)
+        }
+        Device::Cuda => cuda_plan(model, path),
+    }
+}
+
+/// Hands the typed model to tract's CUDA runtime, which moves the ops it supports to the GPU
+/// and optimizes the rest for the CPU.
+#[cfg(feature = "cuda")]
+fn cuda_plan(model: InferenceModel, path: &Path) -> Result<Plan, EncodeError> {
+    let prepare = || -> TractResult<Plan> {
+        let typed = model.into_typed()?.into_decluttered()?;
+        let runtime = runtime_for_name("cuda")?
+            .ok_or_else(|| TractError::msg("tract's CUDA runtime is not linked in"))?;
+        runtime.prepare(typed)?.spawn()
     };
-    model
-        .into_optimized()
-        .and_then(|m| m.into_runnable_with_options(&options))
-        .and_then(|p| p.spawn())
-        .map_err(load)
+    prepare().map_err(|e| EncodeError::Load {
+        path: path.to_path_buf(),
+        message: format!("on cuda: {e:#}"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_plan(_model: InferenceModel, _path: &Path) -> Result<Plan, EncodeError> {
+    Err(not_compiled(Device::Cuda))
+}
+
+fn not_compiled(device: Device) -> EncodeError {
+    debug_assert_eq!(device, Device::Cuda);
+    EncodeError::NotCompiled {
+        what: "CUDA",
+        feature: "cuda",
+    }
+}
+
+/// Refuses a device this build cannot drive, before any model file is read.
+pub fn check_device(device: Device) -> Result<(), EncodeError> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda if cfg!(feature = "cuda") => Ok(()),
+        Device::Cuda => Err(not_compiled(device)),
+    }
 }
 
 /// Checks that the optimized plan's output is `[rows, dim]`; `dim: None` accepts any and
@@ -234,8 +311,7 @@ fn check_output(
     dim: Option<usize>,
 ) -> Result<usize, EncodeError> {
     let fact = plan
-        .plan()
-        .model()
+        .runnable()
         .output_fact(0)
         .map_err(|e| EncodeError::Load {
             path: path.to_path_buf(),
@@ -280,11 +356,17 @@ pub struct TractImageEncoder {
 }
 
 impl TractImageEncoder {
+    /// Loads a bundle's image tower on the CPU.
     pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
-        Self::load_graph(&ImageGraph::of_bundle(bundle), 1)
+        Self::load_on(bundle, Device::Cpu)
     }
 
-    /// Loads a bare image encoder: input `[1, 3, size, size]`, output `[1, dim]`.
+    /// Loads a bundle's image tower on `device`.
+    pub fn load_on(bundle: &Bundle, device: Device) -> Result<Self, EncodeError> {
+        Self::load_graph(&ImageGraph::of_bundle(bundle), 1, device)
+    }
+
+    /// Loads a bare image encoder on the CPU: input `[1, 3, size, size]`, output `[1, dim]`.
     pub fn load_file(
         path: &Path,
         input: &str,
@@ -299,15 +381,20 @@ impl TractImageEncoder {
             size,
             dim: Some(dim),
         };
-        Self::load_graph(&graph, 1)
+        Self::load_graph(&graph, 1, Device::Cpu)
     }
 
-    /// Loads an image encoder whose matrix products use `threads` threads.
-    pub fn load_graph(graph: &ImageGraph, threads: usize) -> Result<Self, EncodeError> {
+    /// Loads an image encoder on `device` whose matrix products use `threads` threads.
+    pub fn load_graph(
+        graph: &ImageGraph,
+        threads: usize,
+        device: Device,
+    ) -> Result<Self, EncodeError> {
+        check_device(device)?;
         let start = Instant::now();
         let (path, size) = (graph.path.as_path(), graph.size);
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
-        let plan = load_plan(path, &[(&graph.input, fact)], &graph.output, threads)?;
+        let plan = load_plan(path, &[(&graph.input, fact)], &graph.output, device, threads)?;
         let dim = check_output(&plan, path, 1, graph.dim)?;
         let input =
             Arc::new(
@@ -317,7 +404,7 @@ impl TractImageEncoder {
                 })?,
             );
         let load_time = start.elapsed();
-        log::info!("loaded {} in {load_time:.2?}", path.display());
+        log::info!("loaded {} on {device} in {load_time:.2?}", path.display());
         Ok(TractImageEncoder {
             path: path.to_path_buf(),
             plan,
@@ -436,7 +523,7 @@ impl TractTextEncoder {
         if let Some(name) = &m.text.token_type_ids {
             inputs.push((name.as_str(), fact()));
         }
-        let plan = load_plan(&path, &inputs, &m.text.output, 1)?;
+        let plan = load_plan(&path, &inputs, &m.text.output, Device::Cpu, 1)?;
         check_output(&plan, &path, batch, Some(m.embedding.dim))?;
         let load_time = start.elapsed();
         log::info!("loaded {} in {load_time:.2?}", path.display());
@@ -536,5 +623,32 @@ impl TractTextEncoder {
                 Ok(v)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_always_available() {
+        assert!(check_device(Device::Cpu).is_ok());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        let e = check_device(Device::Cuda).unwrap_err();
+        assert!(matches!(e, EncodeError::NotCompiled { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("not compiled with CUDA support"), "{msg}");
+        assert!(msg.contains("`cuda`"), "{msg}");
+    }
+
+    #[test]
+    fn device_names_parse() {
+        let d: Device = serde_json::from_str("\"cuda\"").unwrap();
+        assert_eq!(d, Device::Cuda);
+        assert_eq!(Device::default().to_string(), "cpu");
     }
 }

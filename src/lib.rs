@@ -3,7 +3,8 @@
 //! The data flows one way, one stage per module:
 //! capture → [`decode`]/[`preprocess`] → [`encode`] → [`matching`] → decide → speak.
 //! [`bundle`] loads the model files and their manifest; [`prompts`], [`calibrate`] and
-//! [`bank`] turn prompt sets into calibrated prompt banks.
+//! [`bank`] turn prompt sets into calibrated prompt banks. [`home`] is the home profile's fall
+//! monitor, event log and caregiver channels (MQTT, webhook).
 
 pub mod bank;
 pub mod bench;
@@ -22,8 +23,10 @@ pub mod encode;
 #[cfg(feature = "ort")]
 pub mod encode_ort;
 pub mod gate;
+pub mod home;
 pub mod matching;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod preprocess;
 pub mod prompts;

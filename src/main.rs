@@ -15,12 +15,14 @@ use clipsight::calibrate::{read_references, DEFAULT_Z};
 use clipsight::capture::{FolderSource, FrameSource};
 use clipsight::config::RunConfig;
 use clipsight::controls::Controls;
-use clipsight::decide::Verbosity;
+use clipsight::decide::{LabelInfo, Verbosity};
 use clipsight::decode::{decode_file, DecodeLimits};
 use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{TractImageEncoder, TractTextEncoder};
+use clipsight::encode::{check_device, Device, TractImageEncoder, TractTextEncoder};
+use clipsight::home::observer::HomeObserver;
+use clipsight::home::{HomeMonitor, HomeSecrets};
 use clipsight::matching::classify;
-use clipsight::pipeline::{Control, Pipeline};
+use clipsight::pipeline::{Control, Observer, Pipeline};
 use clipsight::prompts::PromptSet;
 use clipsight::speech::{speaker_chain, SpeakerKind, SpeechThread};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +89,9 @@ struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum)]
+    device: Option<Device>,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +117,12 @@ struct ClassifyArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Add each image's embedding to its JSON line (`"embedding": [...]`).
+    #[arg(long, requires = "json")]
+    embeddings: bool,
+    /// Where the image encoder runs (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -138,8 +149,9 @@ struct EmbedArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // What the speaker says is always shown (the log speaker writes it at info level).
     let level = match cli.verbose {
-        0 => "warn",
+        0 => "warn,clipsight::speech=info",
         1 => "info",
         _ => "debug",
     };
@@ -169,8 +181,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
-    let encoder = TractImageEncoder::load(bundle)?;
+fn load_embedder(bundle: &Bundle, device: Device) -> Result<ImageEmbedder> {
+    let encoder = TractImageEncoder::load_on(bundle, device)?;
     Ok(ImageEmbedder::new(
         (&bundle.manifest.image).into(),
         Box::new(encoder),
@@ -178,9 +190,10 @@ fn load_embedder(bundle: &Bundle) -> Result<ImageEmbedder> {
 }
 
 fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
+    check_device(args.device)?;
     let bundle = Bundle::load(&args.model)?;
     let bank = Bank::load_for(&args.bank, &bundle.identity())?;
-    let mut embedder = load_embedder(&bundle)?;
+    let mut embedder = load_embedder(&bundle, args.device)?;
     let scale = bundle.manifest.embedding.logit_scale;
     let limits = DecodeLimits::default();
     let (mut cos, mut probs) = (Vec::new(), Vec::new());
@@ -197,9 +210,21 @@ fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
                 if args.json {
                     let labels: Vec<_> = ranked
                         .iter()
-                        .map(|r| serde_json::json!({"label": r.label, "score": r.score}))
+                        .map(|r| {
+                            let e = &bank.entries[r.index];
+                            let z = e.z(cos[r.index]);
+                            serde_json::json!({
+                                "label": r.label,
+                                "score": r.score,
+                                "z": z,
+                                "above_threshold": z >= e.z_threshold(),
+                            })
+                        })
                         .collect();
-                    let line = serde_json::json!({"image": path, "labels": labels});
+                    let mut line = serde_json::json!({"image": path, "labels": labels});
+                    if args.embeddings {
+                        line["embedding"] = serde_json::json!(embedding);
+                    }
                     writeln!(out, "{line}")?;
                 } else {
                     let labels: Vec<String> = ranked
@@ -245,7 +270,7 @@ fn run_embed(args: EmbedArgs) -> Result<ExitCode> {
     let set = PromptSet::load(&args.prompts)?;
     let refs = read_references(&args.calibration)?;
     let mut text = TractTextEncoder::load(&bundle)?;
-    let mut images = load_embedder(&bundle)?;
+    let mut images = load_embedder(&bundle, Device::Cpu)?;
     let n_texts: usize = set.prompts.iter().map(|p| p.texts.len()).sum();
     let prompts_bar = progress_bar(n_texts, "prompts");
     let photos_bar = progress_bar(refs.len(), "photos");
@@ -381,6 +406,9 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     if let Some(d) = args.duration {
         config.duration_s = d;
     }
+    if let Some(d) = args.device {
+        config.device = d;
+    }
     config.stats_json |= args.stats_json;
     let model = config
         .model
@@ -394,6 +422,7 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no source: give --source or `source` in the config"))?;
 
+    check_device(config.device)?;
     let bundle = Bundle::load(&model)?;
     let identity = bundle.identity();
     let banks = config
@@ -401,11 +430,21 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|b| Bank::load_for(b, &identity))
         .collect::<Result<Vec<_>, _>>()?;
-    let embedder = load_embedder(&bundle)?;
-    log::info!("model {identity} ready in {:.2?}", start.elapsed());
+    let embedder = load_embedder(&bundle, config.device)?;
+    log::info!(
+        "model {identity} ready on {} in {:.2?}",
+        config.device,
+        start.elapsed()
+    );
 
     let kind = config.speaker.unwrap_or(SpeakerKind::Speechd);
-    let chain = speaker_chain(kind, &config.voice, config.speech_dir.as_deref(), start)?;
+    // Transcript times count from here: the models are loaded and the source starts next.
+    let chain = speaker_chain(
+        kind,
+        &config.voice,
+        config.speech_dir.as_deref(),
+        Instant::now(),
+    )?;
     let speech = SpeechThread::spawn(chain, &config.voice)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -423,9 +462,34 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
         });
     }
 
+    let observer: Option<Box<dyn Observer>> = match &config.home {
+        Some(home) => {
+            let labels = LabelInfo::from_banks(&banks);
+            if !labels.iter().any(|l| l.label == home.fall_label) {
+                anyhow::bail!(
+                    "home.fall_label {:?} is not a label of the loaded banks ({})",
+                    home.fall_label,
+                    labels
+                        .iter()
+                        .map(|l| l.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let secrets = HomeSecrets::load(home)?;
+            let monitor = HomeMonitor::start(home.clone(), secrets)?;
+            Some(Box::new(HomeObserver::new(
+                monitor,
+                home.fall_label.clone(),
+            )))
+        }
+        None => None,
+    };
     let source = open_source(&source_name, &config)?;
-    let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, None)?;
+    let mut pipeline = Pipeline::new(config.pipeline(), embedder, banks, observer)?;
     let json = config.stats_json;
+    // Under systemd (Type=notify): the model is loaded and the source is open.
+    clipsight::notify::ready();
     let result = pipeline.run(
         source,
         &speech.tx,
@@ -437,6 +501,10 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
             }
         },
     );
+    clipsight::notify::stopping();
+    if let Some(observer) = pipeline.take_observer() {
+        observer.finish();
+    }
     let interrupted = stop.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     // A folder that ran out: say what is queued. A stop request: stop now.
@@ -486,6 +554,9 @@ struct BenchArgs {
     /// Threads for the encoder's matrix products.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Where tract runs the encoder (`cuda` needs the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
     /// Timed frames.
     #[arg(long, default_value_t = 50)]
     iters: usize,
@@ -516,6 +587,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         encoder,
         options: clipsight::encode::EncoderOptions {
             backend: args.backend,
+            device: args.device,
             threads: args.threads,
             ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
         },

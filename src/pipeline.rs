@@ -29,6 +29,9 @@ use crate::speech::SpeechCommand;
 /// The longest any loop waits before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often the frame loop pets the systemd watchdog ([`crate::notify::watchdog`]).
+pub const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
+
 /// A user or caregiver command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +87,10 @@ pub trait Observer: Send {
     fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance>;
     /// A command; returns what to say. Commands it does not handle return nothing.
     fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
+    /// Called on every turn of the loop (at least every [`POLL`]), frames or not: timers.
+    fn tick(&mut self, t: f64) -> Vec<Utterance>;
+    /// Ends cleanly after the run (closes connections).
+    fn finish(self: Box<Self>) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -258,6 +265,11 @@ impl Pipeline {
         &self.engine
     }
 
+    /// Takes the observer back (to shut it down cleanly after a run).
+    pub fn take_observer(&mut self) -> Option<Box<dyn Observer>> {
+        self.observer.take()
+    }
+
     /// Runs until the source ends, `stop` is set, or a `Quit` control arrives. Says "Ready."
     /// first. `on_stats` gets a report every `stats_interval_s`; the final one is returned.
     pub fn run(
@@ -295,7 +307,15 @@ impl Pipeline {
         let mut next_stats = self.config.stats_interval_s;
         let mut fatal = None;
         let mut ended = false;
+        crate::notify::watchdog();
+        let mut last_pet = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            // The loop turns at least every POLL; a frame stuck in the encoder stops the pets
+            // and lets systemd restart the service.
+            if last_pet.elapsed() >= WATCHDOG_PERIOD {
+                crate::notify::watchdog();
+                last_pet = Instant::now();
+            }
             select! {
                 recv(capture.frames) -> msg => {
                     if let Ok((frame, at)) = msg {
@@ -339,6 +359,11 @@ impl Pipeline {
                     self.frame(&mut st, frame, at, &say);
                 }
                 break;
+            }
+            if let Some(obs) = self.observer.as_mut() {
+                for u in obs.tick(st.last_t) {
+                    say(u);
+                }
             }
             // Stall watchdog: no frame for too long is a lost camera, said once.
             if st.camera_ok && st.last_frame.elapsed().as_secs_f64() > self.config.stall_s {

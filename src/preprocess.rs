@@ -75,7 +75,9 @@ impl<'a> From<&'a image::RgbImage> for RgbView<'a> {
 /// Per-output-position filter taps for one axis, in Pillow's fixed point.
 #[derive(Debug, Clone)]
 struct Taps {
-    /// `(first source index, tap count)` per output position.
+    /// The first output position the taps are for.
+    start: usize,
+    /// `(first source index, tap count)` per output position from `start`.
     bounds: Vec<(usize, usize)>,
     ksize: usize,
     weights: Vec<i32>,
@@ -103,8 +105,16 @@ fn bilinear(x: f64) -> f64 {
 }
 
 impl Taps {
-    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`.
-    fn new(in_size: usize, out_size: usize, interpolation: Interpolation) -> Taps {
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`, for the outputs
+    /// `[start, start + len)` only: a 1 × 4 000 000 strip resizes to 224 × 896 000 000, of which
+    /// the crop needs 224 rows, so taps for the whole axis would take gigabytes.
+    fn new(
+        in_size: usize,
+        out_size: usize,
+        start: usize,
+        len: usize,
+        interpolation: Interpolation,
+    ) -> Taps {
         let (support, filter): (f64, fn(f64) -> f64) = match interpolation {
             Interpolation::Bicubic => (2.0, bicubic),
             Interpolation::Bilinear => (1.0, bilinear),
@@ -113,11 +123,11 @@ impl Taps {
         let filterscale = scale.max(1.0);
         let support = support * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
+        let mut bounds = Vec::with_capacity(len);
+        let mut weights = vec![0i32; len * ksize];
         let mut k = vec![0f64; ksize];
         let one = f64::from(1u32 << PRECISION_BITS);
-        for xx in 0..out_size {
+        for (i, xx) in (start..start + len).enumerate() {
             let center = (xx as f64 + 0.5) * scale;
             let ss = 1.0 / filterscale;
             // C casts truncate toward zero, as `as` does.
@@ -130,7 +140,7 @@ impl Taps {
                 *kx = w;
                 ww += w;
             }
-            let row = &mut weights[xx * ksize..(xx + 1) * ksize];
+            let row = &mut weights[i * ksize..(i + 1) * ksize];
             for x in 0..count {
                 let w = if ww != 0.0 { k[x] / ww } else { k[x] };
                 row[x] = if w < 0.0 {
@@ -142,18 +152,18 @@ impl Taps {
             bounds.push((xmin, count));
         }
         Taps {
+            start,
             bounds,
             ksize,
             weights,
         }
     }
 
+    /// The first source index and the weights of output `out` (inside the window).
     fn taps(&self, out: usize) -> (usize, &[i32]) {
-        let (first, count) = self.bounds[out];
-        (
-            first,
-            &self.weights[out * self.ksize..out * self.ksize + count],
-        )
+        let i = out - self.start;
+        let (first, count) = self.bounds[i];
+        (first, &self.weights[i * self.ksize..i * self.ksize + count])
     }
 }
 
@@ -214,8 +224,10 @@ impl Plan {
             src: (width, height),
             resized,
             crop,
-            horizontal: (resized.0 != w).then(|| Taps::new(w, resized.0, spec.interpolation)),
-            vertical: (resized.1 != h).then(|| Taps::new(h, resized.1, spec.interpolation)),
+            horizontal: (resized.0 != w)
+                .then(|| Taps::new(w, resized.0, crop.0, n, spec.interpolation)),
+            vertical: (resized.1 != h)
+                .then(|| Taps::new(h, resized.1, crop.1, n, spec.interpolation)),
         }
     }
 }
@@ -297,9 +309,12 @@ impl Preprocessor {
         // Output rows [cy, cy + n) of the resized image need source rows [y0, y1).
         let (y0, y1) = match &plan.vertical {
             Some(v) => {
-                let first = v.bounds[cy].0;
+                let first = v.taps(cy).0;
                 let last = (cy..cy + n)
-                    .map(|y| v.bounds[y].0 + v.bounds[y].1)
+                    .map(|y| {
+                        let (f, k) = v.taps(y);
+                        f + k.len()
+                    })
                     .max()
                     .unwrap_or(first);
                 (first, last)
@@ -426,10 +441,31 @@ mod tests {
     }
 
     #[test]
+    fn an_extreme_strip_needs_taps_for_the_crop_only() {
+        // 1 × 4 000 000 resizes to 224 × 896 000 000: taps for the whole axis would be 18 GB.
+        let s = spec(224, ResizeMode::Shortest, Interpolation::Bicubic);
+        let px = vec![90u8; 4_000_000 * 3];
+        let mut p = Preprocessor::new(s);
+        let rgb = p.resize_crop(RgbView::new(1, 4_000_000, &px).unwrap());
+        assert!(rgb.iter().all(|&v| v == 90));
+        let plan = p.plan.as_ref().unwrap();
+        assert_eq!(plan.vertical.as_ref().unwrap().bounds.len(), 224);
+    }
+
+    #[test]
+    fn windowed_taps_equal_the_full_axis() {
+        let full = Taps::new(640, 335, 0, 335, Interpolation::Bicubic);
+        let part = Taps::new(640, 335, 56, 224, Interpolation::Bicubic);
+        for out in 56..280 {
+            assert_eq!(full.taps(out), part.taps(out));
+        }
+    }
+
+    #[test]
     fn taps_sum_to_one_and_stay_in_bounds() {
         for (i, o) in [(640, 224), (224, 640), (100, 99), (3, 224), (1000, 7)] {
             for f in [Interpolation::Bicubic, Interpolation::Bilinear] {
-                let t = Taps::new(i, o, f);
+                let t = Taps::new(i, o, 0, o, f);
                 for out in 0..o {
                     let (first, k) = t.taps(out);
                     assert!(first + k.len() <= i);

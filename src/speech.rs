@@ -80,6 +80,10 @@ pub trait Speaker: Send {
     fn say(&mut self, u: &Utterance) -> Result<(), SpeechError>;
     fn is_speaking(&mut self) -> bool;
     fn stop(&mut self);
+    /// Why the last utterance failed after it started (a player that died), if it did.
+    fn take_failure(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Says everything into the log at info level. It cannot fail.
@@ -273,11 +277,16 @@ fn play(voice: &VoiceConfig, wav: Vec<u8>) -> Result<Child, SpeechError> {
 pub struct EspeakSpeaker {
     voice: VoiceConfig,
     child: Option<Child>,
+    failure: Option<String>,
 }
 
 impl EspeakSpeaker {
     pub fn new(voice: VoiceConfig) -> Self {
-        EspeakSpeaker { voice, child: None }
+        EspeakSpeaker {
+            voice,
+            child: None,
+            failure: None,
+        }
     }
 }
 
@@ -296,7 +305,10 @@ impl Speaker for EspeakSpeaker {
             Some(Ok(None)) => true,
             Some(Ok(Some(status))) => {
                 if !status.success() {
-                    log::warn!("espeak: the player exited with {status}");
+                    self.failure = Some(format!(
+                        "the player {:?} exited with {status}",
+                        self.voice.player
+                    ));
                 }
                 self.child = None;
                 false
@@ -309,6 +321,9 @@ impl Speaker for EspeakSpeaker {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+    fn take_failure(&mut self) -> Option<String> {
+        self.failure.take()
     }
 }
 
@@ -603,7 +618,23 @@ impl SpeechLoop {
     fn speaking(&mut self) -> bool {
         let speaking = self.chain[self.active].is_speaking();
         if !speaking {
-            self.current = None;
+            let current = self.current.take();
+            if let Some(why) = self.chain[self.active].take_failure() {
+                // The backend died while speaking: say it again on the next one.
+                self.stats.backend_failures += 1;
+                if self.active + 1 < self.chain.len() {
+                    let failed = self.chain[self.active].name();
+                    self.active += 1;
+                    log::error!(
+                        "speech backend {failed} failed: {why}; falling back to {}",
+                        self.chain[self.active].name()
+                    );
+                    if let Some(u) = current {
+                        self.speak(u);
+                        return self.chain[self.active].is_speaking();
+                    }
+                }
+            }
         }
         speaking
     }
@@ -850,6 +881,44 @@ mod tests {
             .unwrap();
         let stats = th.finish();
         assert_eq!(said.lock().unwrap().clone(), ["car coming!"]);
+        assert_eq!(stats.backend_failures, 1);
+    }
+
+    /// Accepts every sentence, then reports that its player died.
+    struct Dying(bool);
+    impl Speaker for Dying {
+        fn name(&self) -> &'static str {
+            "dying"
+        }
+        fn say(&mut self, _: &Utterance) -> Result<(), SpeechError> {
+            self.0 = true;
+            Ok(())
+        }
+        fn is_speaking(&mut self) -> bool {
+            false
+        }
+        fn stop(&mut self) {}
+        fn take_failure(&mut self) -> Option<String> {
+            std::mem::take(&mut self.0).then(|| "player exited with 1".into())
+        }
+    }
+
+    #[test]
+    fn a_player_dying_mid_sentence_is_replaced_and_the_sentence_said_again() {
+        let (backup, said) = fake(0, false);
+        let th = SpeechThread::spawn(
+            vec![Box::new(Dying(false)), backup],
+            &VoiceConfig::default(),
+        )
+        .unwrap();
+        th.tx
+            .send(SpeechCommand::Say(u("stairs!", Kind::Hazard)))
+            .unwrap();
+        th.tx
+            .send(SpeechCommand::Say(u("chair", Kind::Object)))
+            .unwrap();
+        let stats = th.finish();
+        assert_eq!(said.lock().unwrap().clone(), ["stairs!", "chair"]);
         assert_eq!(stats.backend_failures, 1);
     }
 

@@ -1,6 +1,9 @@
 //! clipsight's integration tests: one binary, a module per topic.
 
 mod alloc;
+mod bombs;
 mod cli;
 mod common;
+mod faults;
+mod live;
 mod parity;

@@ -1,0 +1,819 @@
+//! The `[home]` configuration: timers, wording, event log, MQTT, webhook, button, secrets.
+//!
+//! Input: the `[home]` table of the config file (serde; unknown keys are refused), and, through
+//! [`HomeSecrets::load`], the environment variables and files it names for credentials.
+//! Output: a [`HomeConfig`] whose [`HomeConfig::validate`] says what is wrong before anything
+//! starts, and [`HomeSecrets`] whose values never appear in `Debug` output, logs or errors.
+//! Failures are [`ConfigError`]s that name the key (never a secret's value).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest a mute may last; a longer request is cut to this (a monitor must not be silenced
+/// for good by one command).
+pub const MAX_MUTE_SECONDS: f64 = 24.0 * 3600.0;
+/// Longest any timer may be set to (a week).
+pub const MAX_TIMER_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// Largest secret file read (a password or token is far smaller).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+/// Seconds in a day.
+pub const SECONDS_PER_DAY: f64 = 86_400.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("home.{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("{what}: environment variable {var} is not set or is empty")]
+    SecretEnv { what: &'static str, var: String },
+    #[error("{what}: cannot read the secret file {path}")]
+    SecretFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: the secret file {path} is empty or too large")]
+    SecretFileSize { what: &'static str, path: PathBuf },
+    #[error("{what}: give either an environment variable or a file, not both")]
+    SecretTwice { what: &'static str },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `[home]`: everything the home fall-and-hazard monitor needs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeConfig {
+    /// This device's id: MQTT client id, Home Assistant object ids, event ids. Letters, digits,
+    /// `-` and `_` only.
+    pub node_id: String,
+    /// The device's name as Home Assistant shows it.
+    pub name: String,
+    /// The prompt label whose smoothed score means "a person lying on the floor"; events carry it.
+    pub fall_label: String,
+    /// Where the event log and the outboxes live (created 0700; files 0600).
+    pub state_dir: PathBuf,
+    /// Seconds between two `stats` messages.
+    pub stats_interval_seconds: f64,
+    /// Whether the pipeline may keep snapshots of incidents. Off by default; this module never
+    /// stores or sends an image either way.
+    pub snapshots: bool,
+    pub fall: FallConfig,
+    /// The daily "not seen up by" check; absent: off.
+    pub inactivity: Option<InactivityConfig>,
+    pub speech: SpeechConfig,
+    pub event_log: EventLogConfig,
+    /// The MQTT channel; absent: off.
+    pub mqtt: Option<MqttConfig>,
+    /// The webhook channel; absent: off.
+    pub webhook: Option<WebhookConfig>,
+    /// A Linux input device whose keys mean "I am all right"; absent: off.
+    pub button: Option<ButtonConfig>,
+}
+
+impl Default for HomeConfig {
+    fn default() -> Self {
+        HomeConfig {
+            node_id: "clipsight".into(),
+            name: "clipsight home monitor".into(),
+            fall_label: "person lying on the floor".into(),
+            state_dir: PathBuf::from("/var/lib/clipsight/home"),
+            stats_interval_seconds: 60.0,
+            snapshots: false,
+            fall: FallConfig::default(),
+            inactivity: None,
+            speech: SpeechConfig::default(),
+            event_log: EventLogConfig::default(),
+            mqtt: None,
+            webhook: None,
+            button: None,
+        }
+    }
+}
+
+/// Written by hand so that a webhook address (which may carry a token) is not printed.
+impl fmt::Debug for HomeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HomeConfig")
+            .field("node_id", &self.node_id)
+            .field("name", &self.name)
+            .field("fall_label", &self.fall_label)
+            .field("state_dir", &self.state_dir)
+            .field("stats_interval_seconds", &self.stats_interval_seconds)
+            .field("snapshots", &self.snapshots)
+            .field("fall", &self.fall)
+            .field("inactivity", &self.inactivity)
+            .field("speech", &self.speech)
+            .field("event_log", &self.event_log)
+            .field("mqtt", &self.mqtt)
+            .field("webhook", &self.webhook)
+            .field("button", &self.button)
+            .finish()
+    }
+}
+
+/// `[home.fall]`: the fall state machine's timers (seconds on the monotonic clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallConfig {
+    /// T1: seconds of "lying" evidence before the spoken check-in.
+    pub lying_seconds: f64,
+    /// T2: seconds the check-in waits for a cancel before the alert is raised.
+    pub checkin_seconds: f64,
+    /// T3: seconds a person must be seen up (and not lying) to end a check-in or resolve an alert.
+    pub recovery_seconds: f64,
+    /// T4: seconds an alert may stay unacknowledged before it escalates to the second contact.
+    pub ack_seconds: f64,
+    /// After "I am all right", no new check-in until the person has been up for T3, or until
+    /// this many seconds have passed while they still lie there.
+    pub recheck_after_cancel_seconds: f64,
+    /// Consecutive seconds of frames too dark to judge before a "can't see" event.
+    pub cant_see_seconds: f64,
+    /// A gap between two observations longer than this counts only this much as evidence
+    /// (a stalled pipeline must not make a few frames look like a long fall).
+    pub max_observation_gap_seconds: f64,
+    /// How long `mute` lasts when the command names no duration (at most a day).
+    pub mute_default_seconds: f64,
+    /// Whether an unacknowledged alert is sent again.
+    pub realert: RealertPolicy,
+}
+
+impl Default for FallConfig {
+    fn default() -> Self {
+        FallConfig {
+            lying_seconds: 10.0,
+            checkin_seconds: 30.0,
+            recovery_seconds: 20.0,
+            ack_seconds: 300.0,
+            recheck_after_cancel_seconds: 300.0,
+            cant_see_seconds: 5.0,
+            max_observation_gap_seconds: 2.0,
+            mute_default_seconds: 3600.0,
+            realert: RealertPolicy::Once {},
+        }
+    }
+}
+
+/// What happens to an alert that nobody acknowledges. Either way one incident is one alert
+/// id: a reminder is an `update` of the same alert, never a new one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RealertPolicy {
+    /// One alert message per incident, then only its updates (escalation, acknowledgement, end).
+    /// (An empty struct variant, so that stray keys next to `policy = "once"` are refused.)
+    Once {},
+    /// Send a reminder update every `every_seconds` until acknowledged or resolved, at most
+    /// `max_repeats` times.
+    Repeat {
+        every_seconds: f64,
+        max_repeats: u32,
+    },
+}
+
+/// `[home.inactivity]`: alert when nobody was seen up between `window_start` and `seen_up_by`
+/// (local time, "HH:MM").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactivityConfig {
+    /// When the window opens; being up before it does not count ("06:00").
+    pub window_start: String,
+    /// The deadline: not seen up by then raises an inactivity alert ("10:00").
+    pub seen_up_by: String,
+}
+
+impl InactivityConfig {
+    /// The window as seconds since local midnight: (start, deadline).
+    pub fn window(&self) -> Result<(f64, f64), ConfigError> {
+        let start = parse_hh_mm(&self.window_start)
+            .ok_or_else(|| invalid("inactivity.window_start", "expected \"HH:MM\""))?;
+        let by = parse_hh_mm(&self.seen_up_by)
+            .ok_or_else(|| invalid("inactivity.seen_up_by", "expected \"HH:MM\""))?;
+        if by <= start {
+            return Err(invalid(
+                "inactivity.seen_up_by",
+                "must be later than window_start on the same day",
+            ));
+        }
+        Ok((start, by))
+    }
+}
+
+/// "HH:MM" (24-hour) → seconds since midnight.
+pub fn parse_hh_mm(s: &str) -> Option<f64> {
+    let (h, m) = s.trim().split_once(':')?;
+    let h: u32 = h.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    (h < 24 && m < 60).then(|| f64::from(h * 3600 + m * 60))
+}
+
+/// `[home.speech]`: what the device says. An empty string says nothing at that step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeechConfig {
+    /// Spoken when a fall is suspected (after T1).
+    pub checkin: String,
+    /// Spoken when the check-in is cancelled.
+    pub cancelled: String,
+    /// Spoken when the alert is raised (after T2).
+    pub alert_raised: String,
+    /// Spoken when a caregiver acknowledges.
+    pub acknowledged: String,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        SpeechConfig {
+            checkin: "Are you all right? Press the button if you are.".into(),
+            cancelled: "All right. I will not call anyone.".into(),
+            alert_raised: "I have sent an alert to your carer.".into(),
+            acknowledged: "Your carer has seen the alert.".into(),
+        }
+    }
+}
+
+/// `[home.event_log]`: the JSON-lines event log in `state_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventLogConfig {
+    /// File name inside `state_dir`.
+    pub file: String,
+    /// Rotate when the file would grow past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept (`events.jsonl.1` is the newest).
+    pub keep: u32,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        EventLogConfig {
+            file: "events.jsonl".into(),
+            max_bytes: 4 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// `[home.mqtt]`: the MQTT broker (Home Assistant's, usually mosquitto).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// Topics are `<topic_prefix>/available`, `/events`, `/alerts`, `/stats`, `/state`, `/set`.
+    pub topic_prefix: String,
+    /// Client id; default: the node id. Two clients with one id push each other off the broker.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored); keep it 0600.
+    pub password_file: Option<PathBuf>,
+    /// Publish Home Assistant MQTT discovery configs (retained).
+    pub discovery: bool,
+    pub discovery_prefix: String,
+    pub keep_alive_seconds: u64,
+    /// Waits between reconnection attempts grow from this ...
+    pub reconnect_min_seconds: f64,
+    /// ... to this.
+    pub reconnect_max_seconds: f64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: "localhost".into(),
+            port: 1883,
+            topic_prefix: "clipsight".into(),
+            client_id: None,
+            username: None,
+            password_env: None,
+            password_file: None,
+            discovery: true,
+            discovery_prefix: "homeassistant".into(),
+            keep_alive_seconds: 30,
+            reconnect_min_seconds: 1.0,
+            reconnect_max_seconds: 60.0,
+        }
+    }
+}
+
+/// `[home.webhook]`: HTTP(S) POSTs of alerts (and optionally events) and a heartbeat.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// The first contact's endpoint (`https://` or `http://`).
+    pub url: String,
+    /// The second contact's endpoint: gets an alert once it escalates, and its later updates.
+    pub escalation_url: Option<String>,
+    /// Name of the environment variable holding a bearer token (`Authorization: Bearer …`).
+    pub token_env: Option<String>,
+    /// File holding the bearer token; keep it 0600.
+    pub token_file: Option<PathBuf>,
+    /// Also POST every event (check-ins, can't-see, mute), not only alerts.
+    pub events: bool,
+    /// Seconds between heartbeat POSTs; 0: none.
+    pub heartbeat_seconds: f64,
+    /// Whole-request timeout.
+    pub timeout_seconds: f64,
+    /// Waits between retries grow from this ...
+    pub retry_min_seconds: f64,
+    /// ... to this.
+    pub retry_max_seconds: f64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: String::new(),
+            escalation_url: None,
+            token_env: None,
+            token_file: None,
+            events: false,
+            heartbeat_seconds: 300.0,
+            timeout_seconds: 10.0,
+            retry_min_seconds: 2.0,
+            retry_max_seconds: 300.0,
+        }
+    }
+}
+
+/// Written by hand: a webhook address often carries a token in its path or query, so only the
+/// scheme and host are shown.
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field(
+                "escalation_url",
+                &self.escalation_url.as_deref().map(redact_url),
+            )
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("events", &self.events)
+            .field("heartbeat_seconds", &self.heartbeat_seconds)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("retry_min_seconds", &self.retry_min_seconds)
+            .field("retry_max_seconds", &self.retry_max_seconds)
+            .finish()
+    }
+}
+
+/// `scheme://host[:port]/…` with any user info, path and query cut: safe to log.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return "<invalid url>".into(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    format!("{scheme}://{host}/…")
+}
+
+/// `[home.button]`: a Linux input device (evdev) whose key presses mean "I am all right".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// The event device, best by a stable name: `/dev/input/by-id/…-event-kbd`.
+    pub device: PathBuf,
+    /// Linux key codes (`linux/input-event-codes.h`) that cancel: e.g. 28 KEY_ENTER,
+    /// 57 KEY_SPACE, 256 BTN_0, 164 KEY_PLAYPAUSE.
+    pub keys: Vec<u16>,
+}
+
+fn check_seconds(key: &str, v: f64, allow_zero: bool) -> Result<(), ConfigError> {
+    let ok = v.is_finite() && v <= MAX_TIMER_SECONDS && (v > 0.0 || (allow_zero && v == 0.0));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "must be {} and at most {MAX_TIMER_SECONDS} s",
+                if allow_zero { "0 or more" } else { "above 0" }
+            ),
+        ))
+    }
+}
+
+fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            "use 1 to 64 letters, digits, '-' or '_' (it becomes part of topics and ids)",
+        ))
+    }
+}
+
+fn check_topic(key: &str, v: &str) -> Result<(), ConfigError> {
+    let ok =
+        !v.is_empty() && !v.starts_with('/') && !v.ends_with('/') && !v.contains(['+', '#', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            "must be a topic without wildcards, not starting or ending with '/'",
+        ))
+    }
+}
+
+fn check_url(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.starts_with("https://") || v.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(invalid(key, "must start with https:// or http://"))
+    }
+}
+
+impl HomeConfig {
+    /// Checks every value; the first problem is returned, naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_name("node_id", &self.node_id)?;
+        if self.fall_label.trim().is_empty() {
+            return Err(invalid("fall_label", "must not be empty"));
+        }
+        check_seconds("stats_interval_seconds", self.stats_interval_seconds, false)?;
+        let f = &self.fall;
+        check_seconds("fall.lying_seconds", f.lying_seconds, true)?;
+        check_seconds("fall.checkin_seconds", f.checkin_seconds, true)?;
+        check_seconds("fall.recovery_seconds", f.recovery_seconds, true)?;
+        check_seconds("fall.ack_seconds", f.ack_seconds, false)?;
+        check_seconds(
+            "fall.recheck_after_cancel_seconds",
+            f.recheck_after_cancel_seconds,
+            false,
+        )?;
+        check_seconds("fall.cant_see_seconds", f.cant_see_seconds, true)?;
+        check_seconds(
+            "fall.max_observation_gap_seconds",
+            f.max_observation_gap_seconds,
+            false,
+        )?;
+        check_seconds("fall.mute_default_seconds", f.mute_default_seconds, false)?;
+        if f.mute_default_seconds > MAX_MUTE_SECONDS {
+            return Err(invalid(
+                "fall.mute_default_seconds",
+                format!("at most {MAX_MUTE_SECONDS} s"),
+            ));
+        }
+        if let RealertPolicy::Repeat { every_seconds, .. } = f.realert {
+            check_seconds("fall.realert.every_seconds", every_seconds, false)?;
+        }
+        if let Some(i) = &self.inactivity {
+            i.window()?;
+        }
+        let log = &self.event_log;
+        if log.file.is_empty() || log.file.contains('/') {
+            return Err(invalid("event_log.file", "must be a plain file name"));
+        }
+        if log.max_bytes < 4096 {
+            return Err(invalid("event_log.max_bytes", "must be at least 4096"));
+        }
+        if let Some(m) = &self.mqtt {
+            if m.host.trim().is_empty() {
+                return Err(invalid("mqtt.host", "must not be empty"));
+            }
+            check_topic("mqtt.topic_prefix", &m.topic_prefix)?;
+            check_topic("mqtt.discovery_prefix", &m.discovery_prefix)?;
+            if let Some(id) = &m.client_id {
+                check_name("mqtt.client_id", id)?;
+            }
+            if m.keep_alive_seconds < 5 {
+                return Err(invalid("mqtt.keep_alive_seconds", "must be at least 5"));
+            }
+            check_seconds("mqtt.reconnect_min_seconds", m.reconnect_min_seconds, false)?;
+            check_seconds("mqtt.reconnect_max_seconds", m.reconnect_max_seconds, false)?;
+            if m.reconnect_max_seconds < m.reconnect_min_seconds {
+                return Err(invalid(
+                    "mqtt.reconnect_max_seconds",
+                    "must not be below reconnect_min_seconds",
+                ));
+            }
+            if m.password_env.is_some() || m.password_file.is_some() {
+                if m.username.is_none() {
+                    return Err(invalid("mqtt.username", "a password needs a username"));
+                }
+                if m.password_env.is_some() && m.password_file.is_some() {
+                    return Err(ConfigError::SecretTwice {
+                        what: "home.mqtt password",
+                    });
+                }
+            }
+        }
+        if let Some(w) = &self.webhook {
+            check_url("webhook.url", &w.url)?;
+            if let Some(u) = &w.escalation_url {
+                check_url("webhook.escalation_url", u)?;
+            }
+            if w.token_env.is_some() && w.token_file.is_some() {
+                return Err(ConfigError::SecretTwice {
+                    what: "home.webhook token",
+                });
+            }
+            check_seconds("webhook.heartbeat_seconds", w.heartbeat_seconds, true)?;
+            check_seconds("webhook.timeout_seconds", w.timeout_seconds, false)?;
+            check_seconds("webhook.retry_min_seconds", w.retry_min_seconds, false)?;
+            check_seconds("webhook.retry_max_seconds", w.retry_max_seconds, false)?;
+            if w.retry_max_seconds < w.retry_min_seconds {
+                return Err(invalid(
+                    "webhook.retry_max_seconds",
+                    "must not be below retry_min_seconds",
+                ));
+            }
+        }
+        if let Some(b) = &self.button {
+            if b.keys.is_empty() {
+                return Err(invalid("button.keys", "name at least one key code"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The MQTT topic prefix, when MQTT is on.
+    pub fn topic_prefix(&self) -> Option<&str> {
+        self.mqtt.as_ref().map(|m| m.topic_prefix.as_str())
+    }
+}
+
+/// A password or token. Its `Debug` prints `Secret(***)`; it has no `Display`, so it cannot
+/// slip into a `format!` by accident. [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret's value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The credentials the channels need, read once at startup by [`HomeSecrets::load`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HomeSecrets {
+    pub mqtt_password: Option<Secret>,
+    pub webhook_token: Option<Secret>,
+}
+
+impl fmt::Debug for HomeSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HomeSecrets")
+            .field("mqtt_password", &self.mqtt_password.as_ref().map(|_| "***"))
+            .field("webhook_token", &self.webhook_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl HomeSecrets {
+    /// Reads the secrets that `config` names from the environment or from files. Called by
+    /// the binary at startup (the library's constructors read no environment themselves).
+    pub fn load(config: &HomeConfig) -> Result<HomeSecrets, ConfigError> {
+        Self::load_with(config, |var| std::env::var(var).ok())
+    }
+
+    /// [`HomeSecrets::load`] with the environment given as a function (for tests).
+    pub fn load_with(
+        config: &HomeConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<HomeSecrets, ConfigError> {
+        let mut secrets = HomeSecrets::default();
+        if let Some(m) = &config.mqtt {
+            secrets.mqtt_password = read_secret(
+                "home.mqtt password",
+                m.password_env.as_deref(),
+                m.password_file.as_deref(),
+                &env,
+            )?;
+        }
+        if let Some(w) = &config.webhook {
+            secrets.webhook_token = read_secret(
+                "home.webhook token",
+                w.token_env.as_deref(),
+                w.token_file.as_deref(),
+                &env,
+            )?;
+        }
+        Ok(secrets)
+    }
+}
+
+fn read_secret(
+    what: &'static str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (var, file) {
+        (Some(_), Some(_)) => Err(ConfigError::SecretTwice { what }),
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Ok(Some(Secret(v))),
+            _ => Err(ConfigError::SecretEnv {
+                what,
+                var: var.to_string(),
+            }),
+        },
+        (None, Some(path)) => {
+            let io = |source| ConfigError::SecretFile {
+                what,
+                path: path.to_path_buf(),
+                source,
+            };
+            let meta = std::fs::metadata(path).map_err(io)?;
+            if meta.len() > MAX_SECRET_FILE_BYTES {
+                return Err(ConfigError::SecretFileSize {
+                    what,
+                    path: path.to_path_buf(),
+                });
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    log::warn!(
+                        "{what}: {} can be read by other users; chmod 600 it",
+                        path.display()
+                    );
+                }
+            }
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            let value = text.trim_end_matches(['\n', '\r']).to_string();
+            if value.is_empty() {
+                return Err(ConfigError::SecretFileSize {
+                    what,
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(Some(Secret(value)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HomeConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = HomeConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.fall.lying_seconds, 10.0);
+        assert_eq!(c.fall.checkin_seconds, 30.0);
+        assert_eq!(c.fall.recovery_seconds, 20.0);
+        assert_eq!(c.fall.ack_seconds, 300.0);
+        assert!(!c.snapshots);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+            node_id = "flat-3"
+            state_dir = "/tmp/x"
+            [fall]
+            lying_seconds = 8
+            realert = { policy = "repeat", every_seconds = 600, max_repeats = 3 }
+            [inactivity]
+            window_start = "06:00"
+            seen_up_by = "10:30"
+            [mqtt]
+            host = "ha.local"
+            username = "clipsight"
+            password_env = "CLIPSIGHT_MQTT_PASSWORD"
+            [webhook]
+            url = "https://example.org/hook/abc"
+            token_file = "/etc/clipsight/token"
+            [button]
+            device = "/dev/input/event0"
+            keys = [28, 57]
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.fall.realert,
+            RealertPolicy::Repeat {
+                every_seconds: 600.0,
+                max_repeats: 3
+            }
+        );
+        assert_eq!(
+            c.inactivity.unwrap().window().unwrap(),
+            (6.0 * 3600.0, 10.5 * 3600.0)
+        );
+    }
+
+    #[test]
+    fn the_example_in_docs_home_md_is_valid() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            home: HomeConfig,
+        }
+        let doc = include_str!("../../docs/home.md");
+        let start = doc.find("```toml\n[home]").expect("a [home] example") + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let file: File = toml::from_str(&doc[start..start + len]).unwrap();
+        file.home.validate().unwrap();
+        assert_eq!(file.home.node_id, "flat-3");
+        assert!(file.home.mqtt.is_some() && file.home.webhook.is_some());
+        assert!(file.home.inactivity.is_some() && file.home.button.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(parse("nodeid = \"x\"").is_err());
+        assert!(parse("[fall]\nlying = 3").is_err());
+        assert!(parse("[fall]\nrealert = { policy = \"once\", every_seconds = 3 }").is_err());
+        assert_eq!(
+            parse("[fall]\nrealert = { policy = \"once\" }")
+                .unwrap()
+                .fall
+                .realert,
+            RealertPolicy::Once {}
+        );
+        assert!(parse("[mqtt]\npassword = \"hunter2\"").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = HomeConfig::default();
+        c.fall.ack_seconds = 0.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("fall.ack_seconds"), "{e}");
+        let c = HomeConfig {
+            node_id: "a b".into(),
+            ..HomeConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = HomeConfig {
+            inactivity: Some(InactivityConfig {
+                window_start: "10:00".into(),
+                seen_up_by: "09:00".into(),
+            }),
+            ..HomeConfig::default()
+        };
+        assert!(c.validate().is_err());
+        assert_eq!(parse_hh_mm("24:00"), None);
+        assert_eq!(parse_hh_mm("7:05"), Some(25500.0));
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok-123\n").unwrap();
+        let c = HomeConfig {
+            mqtt: Some(MqttConfig {
+                username: Some("u".into()),
+                password_env: Some("PW_VAR".into()),
+                ..MqttConfig::default()
+            }),
+            webhook: Some(WebhookConfig {
+                url: "https://user:pw@example.org/hook/SECRETPATH?k=v".into(),
+                token_file: Some(file),
+                ..WebhookConfig::default()
+            }),
+            ..HomeConfig::default()
+        };
+        c.validate().unwrap();
+        let s = HomeSecrets::load_with(&c, |v| (v == "PW_VAR").then(|| "pw-456".into())).unwrap();
+        assert_eq!(s.mqtt_password.as_ref().unwrap().expose(), "pw-456");
+        assert_eq!(s.webhook_token.as_ref().unwrap().expose(), "tok-123");
+        let shown = format!("{s:?} {c:?}");
+        for secret in ["pw-456", "tok-123", "SECRETPATH", "user:pw"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("example.org"));
+        let e = HomeSecrets::load_with(&c, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PW_VAR"), "{e}");
+    }
+}

@@ -1,0 +1,1318 @@
+//! The fall state machine: pure logic, no clock, no I/O.
+//!
+//! Inputs: [`PersonObservation`]s (a smoothed "lying on the floor" score with its threshold,
+//! whether a person is seen up, or "can't see"), cancels, acknowledgements, mutes and ticks,
+//! each with a [`Stamp`]. Output: the [`FallAction`]s each call causes, in order, which the
+//! [`HomeMonitor`](crate::home::HomeMonitor) turns into speech, event-log lines and caregiver
+//! messages. Nothing here fails; out-of-order times are clamped to the latest seen.
+//!
+//! The rules (timers in [`FallConfig`]):
+//! - **Pending**: lying evidence accumulates over consecutive visible frames with the score at
+//!   or above its threshold. A visible frame below threshold ends the run. A frame too dark to
+//!   judge neither adds nor ends it (darkness is not evidence either way).
+//! - **Check-in** after T1 s of evidence: the caller speaks the check-in.
+//! - A cancel (button, socket, MQTT) ends the check-in; no alert. The same lying run asks
+//!   again only after `recheck_after_cancel_seconds`, or after the person was up for T3.
+//! - Seen up (and not lying) for T3 s ends a check-in ("recovered") or resolves an alert.
+//!   Darkness restarts that count: getting up needs evidence.
+//! - **Alert** when T2 s pass after the check-in without a cancel (if the person is getting
+//!   up right then, it waits for that to finish or fail). One incident raises one alert;
+//!   reminders, escalation, acknowledgement and the end are updates of the same incident.
+//! - **Escalation** when an alert stays unacknowledged for T4 s (once per alert).
+//! - **Inactivity**: when the local time reaches `seen_up_by` and nobody was seen up since
+//!   `window_start` that day, an inactivity alert (acknowledged, escalated and resolved like a
+//!   fall alert; resolved when a person is seen up). The check is skipped on a day the monitor
+//!   started after `window_start` (it cannot know about earlier that day).
+//! - **Mute** (at most a day) stops new check-ins and alerts; alerts already raised go on.
+
+use serde::Serialize;
+
+use crate::home::clock::Stamp;
+use crate::home::config::{
+    ConfigError, FallConfig, InactivityConfig, RealertPolicy, MAX_MUTE_SECONDS,
+};
+
+/// Seconds of "up" evidence that count as "seen up" for the inactivity check (shorter than
+/// T3: walking through the room is a sign of life).
+pub const SEEN_UP_MIN_SECONDS: f64 = 3.0;
+
+/// Numbers incidents within one run of the monitor; the facade gives them stable string ids.
+pub type IncidentId = u64;
+
+/// What one frame showed about the person.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum View {
+    /// Too dark, blank or covered to judge anything.
+    CantSee,
+    /// The scene could be judged.
+    Seen {
+        /// The smoothed (calibrated) score of the fall label.
+        lying: f32,
+        /// The score at or above which the person counts as lying.
+        lying_threshold: f32,
+        /// A person is seen standing, sitting or walking.
+        up: bool,
+    },
+}
+
+/// One observation for the state machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PersonObservation {
+    pub at: Stamp,
+    pub view: View,
+}
+
+/// Who sent a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandSource {
+    /// The evdev button near the person.
+    Button,
+    /// The local control socket.
+    Socket,
+    /// The MQTT `set` topic.
+    Mqtt,
+    /// The program itself (tests, the pipeline).
+    Api,
+}
+
+impl CommandSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandSource::Button => "button",
+            CommandSource::Socket => "socket",
+            CommandSource::Mqtt => "mqtt",
+            CommandSource::Api => "api",
+        }
+    }
+
+    /// Whether the command was given at the device, so the person is there and answering.
+    pub fn is_local(self) -> bool {
+        matches!(self, CommandSource::Button | CommandSource::Socket)
+    }
+}
+
+/// Which kind of alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Fall,
+    Inactivity,
+}
+
+/// What a call to the state machine caused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FallAction {
+    /// Lying for T1: speak the check-in. Starts a fall incident.
+    CheckIn {
+        incident: IncidentId,
+        lying_since: f64,
+    },
+    /// The check-in was answered; no alert. Ends the incident.
+    CheckInCancelled {
+        incident: IncidentId,
+        by: CommandSource,
+    },
+    /// The person got up during the check-in; no alert. Ends the incident.
+    Recovered {
+        incident: IncidentId,
+    },
+    /// An alert: a fall incident's check-in went unanswered, or an inactivity incident starts.
+    AlertRaised {
+        incident: IncidentId,
+        kind: AlertKind,
+    },
+    /// The alert is sent again (re-alert policy `repeat`).
+    AlertReminder {
+        incident: IncidentId,
+        kind: AlertKind,
+        count: u32,
+    },
+    /// Unacknowledged for T4: tell the second contact.
+    AlertEscalated {
+        incident: IncidentId,
+        kind: AlertKind,
+    },
+    AlertAcknowledged {
+        incident: IncidentId,
+        kind: AlertKind,
+        by: String,
+    },
+    /// The person was up again for T3 (fall) or seen up (inactivity). Ends the incident.
+    AlertResolved {
+        incident: IncidentId,
+        kind: AlertKind,
+    },
+    /// Someone said all is well after the alert. Ends the incident.
+    AlertCancelled {
+        incident: IncidentId,
+        kind: AlertKind,
+        by: CommandSource,
+    },
+    /// Frames have been too dark to judge for `cant_see_seconds`. Starts a can't-see incident.
+    CantSeeStarted {
+        incident: IncidentId,
+        /// A fall was pending, being checked or alerted when the view went dark.
+        fall_pending: bool,
+    },
+    CantSeeEnded {
+        incident: IncidentId,
+    },
+    /// New check-ins and alerts are off until `until` (monotonic seconds). A mute while muted
+    /// is an update of the same incident.
+    Muted {
+        incident: IncidentId,
+        until: f64,
+        by: CommandSource,
+    },
+    Unmuted {
+        incident: IncidentId,
+    },
+}
+
+/// The fall part of [`MonitorState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallPhase {
+    /// Nothing going on.
+    Watching,
+    /// Lying seen, T1 not reached (or the check-in was answered and the person still lies).
+    Pending,
+    CheckIn,
+    Alert,
+}
+
+/// An alert's state, for the state topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlertStatus {
+    pub incident: IncidentId,
+    pub acknowledged: bool,
+    pub escalated: bool,
+}
+
+/// A snapshot of the machine, for the retained state topic and stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MonitorState {
+    pub fall: FallPhase,
+    pub fall_alert: Option<AlertStatus>,
+    pub inactivity_alert: Option<AlertStatus>,
+    pub cant_see: bool,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Alert {
+    incident: IncidentId,
+    kind: AlertKind,
+    raised: f64,
+    last_sent: f64,
+    acknowledged: bool,
+    escalated: bool,
+    reminders: u32,
+}
+
+impl Alert {
+    fn new(incident: IncidentId, kind: AlertKind, t: f64) -> Alert {
+        Alert {
+            incident,
+            kind,
+            raised: t,
+            last_sent: t,
+            acknowledged: false,
+            escalated: false,
+            reminders: 0,
+        }
+    }
+
+    fn status(&self) -> AlertStatus {
+        AlertStatus {
+            incident: self.incident,
+            acknowledged: self.acknowledged,
+            escalated: self.escalated,
+        }
+    }
+
+    fn timers(&mut self, t: f64, cfg: &FallConfig, out: &mut Vec<FallAction>) {
+        if self.acknowledged {
+            return;
+        }
+        if !self.escalated && t - self.raised >= cfg.ack_seconds {
+            self.escalated = true;
+            out.push(FallAction::AlertEscalated {
+                incident: self.incident,
+                kind: self.kind,
+            });
+        }
+        if let RealertPolicy::Repeat {
+            every_seconds,
+            max_repeats,
+        } = cfg.realert
+        {
+            if self.reminders < max_repeats && t - self.last_sent >= every_seconds {
+                self.reminders += 1;
+                self.last_sent = t;
+                out.push(FallAction::AlertReminder {
+                    incident: self.incident,
+                    kind: self.kind,
+                    count: self.reminders,
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Watching,
+    CheckIn { incident: IncidentId, started: f64 },
+    Alert(Alert),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LyingRun {
+    since: f64,
+    evidence: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Inactivity {
+    start: f64,
+    by: f64,
+    day: Option<i64>,
+    watched_from: f64,
+    seen_up: bool,
+    checked: bool,
+}
+
+/// The fall, inactivity and can't-see state machine. See the module docs for the rules.
+#[derive(Debug, Clone)]
+pub struct FallMonitor {
+    cfg: FallConfig,
+    next_incident: IncidentId,
+    last_t: Option<f64>,
+    lying: Option<LyingRun>,
+    prev_lying_seen: bool,
+    /// Seconds of consecutive "up, not lying" evidence; `Some(0)` on the first such frame.
+    up_run: Option<f64>,
+    dark_since: Option<f64>,
+    cant_see: Option<IncidentId>,
+    phase: Phase,
+    dismissed_until: Option<f64>,
+    mute: Option<(IncidentId, f64)>,
+    inactivity: Option<Inactivity>,
+    inactivity_alert: Option<Alert>,
+}
+
+impl FallMonitor {
+    /// A machine with these timers; `inactivity` turns the daily check on.
+    pub fn new(
+        cfg: &FallConfig,
+        inactivity: Option<&InactivityConfig>,
+    ) -> Result<FallMonitor, ConfigError> {
+        let inactivity = match inactivity {
+            Some(i) => {
+                let (start, by) = i.window()?;
+                Some(Inactivity {
+                    start,
+                    by,
+                    day: None,
+                    watched_from: 0.0,
+                    seen_up: false,
+                    checked: false,
+                })
+            }
+            None => None,
+        };
+        Ok(FallMonitor {
+            cfg: cfg.clone(),
+            next_incident: 1,
+            last_t: None,
+            lying: None,
+            prev_lying_seen: false,
+            up_run: None,
+            dark_since: None,
+            cant_see: None,
+            phase: Phase::Watching,
+            dismissed_until: None,
+            mute: None,
+            inactivity,
+            inactivity_alert: None,
+        })
+    }
+
+    /// The state now.
+    pub fn state(&self) -> MonitorState {
+        let (fall, fall_alert) = match &self.phase {
+            Phase::Watching if self.lying.is_some() => (FallPhase::Pending, None),
+            Phase::Watching => (FallPhase::Watching, None),
+            Phase::CheckIn { .. } => (FallPhase::CheckIn, None),
+            Phase::Alert(a) => (FallPhase::Alert, Some(a.status())),
+        };
+        MonitorState {
+            fall,
+            fall_alert,
+            inactivity_alert: self.inactivity_alert.as_ref().map(Alert::status),
+            cant_see: self.cant_see.is_some(),
+            muted: self.mute.is_some(),
+        }
+    }
+
+    /// The incidents of the alerts now active (fall first).
+    pub fn active_alerts(&self) -> Vec<IncidentId> {
+        let mut v = Vec::new();
+        if let Phase::Alert(a) = &self.phase {
+            v.push(a.incident);
+        }
+        if let Some(a) = &self.inactivity_alert {
+            v.push(a.incident);
+        }
+        v
+    }
+
+    fn new_incident(&mut self) -> IncidentId {
+        let id = self.next_incident;
+        self.next_incident += 1;
+        id
+    }
+
+    /// Clamps `t` to be monotonic; returns (t, seconds since the last call, capped).
+    fn advance(&mut self, t: f64) -> (f64, f64) {
+        let t = if t.is_finite() { t } else { 0.0 };
+        match self.last_t {
+            Some(last) => {
+                let t = t.max(last);
+                self.last_t = Some(t);
+                (t, (t - last).min(self.cfg.max_observation_gap_seconds))
+            }
+            None => {
+                self.last_t = Some(t);
+                (t, 0.0)
+            }
+        }
+    }
+
+    fn up_for(&self, seconds: f64) -> bool {
+        self.up_run.is_some_and(|s| s >= seconds)
+    }
+
+    fn muted(&self) -> bool {
+        self.mute.is_some()
+    }
+
+    /// One frame's observation.
+    pub fn observe(&mut self, obs: &PersonObservation) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, dt) = self.advance(obs.at.mono);
+        self.roll_day(&obs.at);
+        let seen = match obs.view {
+            View::Seen {
+                lying,
+                lying_threshold,
+                up,
+            } if lying.is_finite() && lying_threshold.is_finite() => {
+                Some((lying >= lying_threshold, up))
+            }
+            _ => None,
+        };
+        match seen {
+            None => {
+                self.prev_lying_seen = false;
+                self.up_run = None;
+                let since = *self.dark_since.get_or_insert(t);
+                if self.cant_see.is_none() && t - since >= self.cfg.cant_see_seconds {
+                    let incident = self.new_incident();
+                    self.cant_see = Some(incident);
+                    let fall_pending =
+                        self.lying.is_some() || !matches!(self.phase, Phase::Watching);
+                    out.push(FallAction::CantSeeStarted {
+                        incident,
+                        fall_pending,
+                    });
+                }
+            }
+            Some((is_lying, up)) => {
+                self.dark_since = None;
+                if let Some(incident) = self.cant_see.take() {
+                    out.push(FallAction::CantSeeEnded { incident });
+                }
+                if is_lying {
+                    match &mut self.lying {
+                        Some(run) if self.prev_lying_seen => run.evidence += dt,
+                        Some(_) => {} // back from darkness: the run goes on, the gap adds nothing
+                        None => {
+                            self.lying = Some(LyingRun {
+                                since: t,
+                                evidence: 0.0,
+                            })
+                        }
+                    }
+                    self.prev_lying_seen = true;
+                    self.up_run = None;
+                } else {
+                    self.lying = None;
+                    self.prev_lying_seen = false;
+                    self.up_run = if up {
+                        Some(self.up_run.map_or(0.0, |s| s + dt))
+                    } else {
+                        None
+                    };
+                    if self.up_for(SEEN_UP_MIN_SECONDS.min(self.cfg.recovery_seconds)) {
+                        self.seen_up(&obs.at, &mut out);
+                    }
+                }
+            }
+        }
+        self.step(&obs.at, t, &mut out);
+        out
+    }
+
+    /// Runs the timers without an observation (call it about once a second when frames stop).
+    pub fn tick(&mut self, at: &Stamp) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, _) = self.advance(at.mono);
+        self.roll_day(at);
+        self.step(at, t, &mut out);
+        out
+    }
+
+    /// "I am all right" (or, from a caregiver, "all is well"): ends a check-in or an alert.
+    pub fn cancel(&mut self, at: &Stamp, by: CommandSource) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, _) = self.advance(at.mono);
+        self.roll_day(at);
+        match std::mem::replace(&mut self.phase, Phase::Watching) {
+            Phase::Watching => {
+                if self.lying.is_some() {
+                    self.dismissed_until = Some(t + self.cfg.recheck_after_cancel_seconds);
+                }
+            }
+            Phase::CheckIn { incident, .. } => {
+                self.dismissed_until = Some(t + self.cfg.recheck_after_cancel_seconds);
+                out.push(FallAction::CheckInCancelled { incident, by });
+            }
+            Phase::Alert(a) => {
+                self.dismissed_until = Some(t + self.cfg.recheck_after_cancel_seconds);
+                out.push(FallAction::AlertCancelled {
+                    incident: a.incident,
+                    kind: a.kind,
+                    by,
+                });
+            }
+        }
+        if let Some(a) = self.inactivity_alert.take() {
+            out.push(FallAction::AlertCancelled {
+                incident: a.incident,
+                kind: a.kind,
+                by,
+            });
+        }
+        if by.is_local() {
+            // Someone pressed the button at the device: a sign of life for today's check.
+            if let Some(ina) = &mut self.inactivity {
+                if at.second_of_day >= ina.start {
+                    ina.seen_up = true;
+                }
+            }
+        }
+        self.step(at, t, &mut out);
+        out
+    }
+
+    /// A caregiver has seen the alert: `incident` names one, `None` means every active alert.
+    /// Stops escalation and reminders; the alert stays until resolved.
+    pub fn acknowledge(
+        &mut self,
+        at: &Stamp,
+        by: &str,
+        incident: Option<IncidentId>,
+    ) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, _) = self.advance(at.mono);
+        self.roll_day(at);
+        let fall = match &mut self.phase {
+            Phase::Alert(a) => Some(a),
+            _ => None,
+        };
+        for a in fall.into_iter().chain(self.inactivity_alert.as_mut()) {
+            if !a.acknowledged && incident.map_or(true, |i| i == a.incident) {
+                a.acknowledged = true;
+                out.push(FallAction::AlertAcknowledged {
+                    incident: a.incident,
+                    kind: a.kind,
+                    by: by.to_string(),
+                });
+            }
+        }
+        self.step(at, t, &mut out);
+        out
+    }
+
+    /// No new check-ins or alerts for `seconds` (default `mute_default_seconds`, at most a
+    /// day; 0 or less unmutes). A check-in in progress is cancelled; raised alerts go on.
+    pub fn mute(&mut self, at: &Stamp, seconds: Option<f64>, by: CommandSource) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, _) = self.advance(at.mono);
+        self.roll_day(at);
+        let seconds = seconds
+            .filter(|s| s.is_finite())
+            .unwrap_or(self.cfg.mute_default_seconds)
+            .min(MAX_MUTE_SECONDS);
+        if seconds <= 0.0 {
+            return self.unmute(at);
+        }
+        let until = t + seconds;
+        let incident = match self.mute {
+            Some((id, _)) => id,
+            None => self.new_incident(),
+        };
+        self.mute = Some((incident, until));
+        out.push(FallAction::Muted {
+            incident,
+            until,
+            by,
+        });
+        if let Phase::CheckIn { incident, .. } = self.phase {
+            self.phase = Phase::Watching;
+            out.push(FallAction::CheckInCancelled { incident, by });
+        }
+        self.step(at, t, &mut out);
+        out
+    }
+
+    /// Ends a mute.
+    pub fn unmute(&mut self, at: &Stamp) -> Vec<FallAction> {
+        let mut out = Vec::new();
+        let (t, _) = self.advance(at.mono);
+        if let Some((incident, _)) = self.mute.take() {
+            out.push(FallAction::Unmuted { incident });
+        }
+        self.step(at, t, &mut out);
+        out
+    }
+
+    fn roll_day(&mut self, at: &Stamp) {
+        if let Some(ina) = &mut self.inactivity {
+            if ina.day != Some(at.day) {
+                ina.day = Some(at.day);
+                ina.watched_from = at.second_of_day;
+                ina.seen_up = false;
+                ina.checked = false;
+            }
+        }
+    }
+
+    fn seen_up(&mut self, at: &Stamp, out: &mut Vec<FallAction>) {
+        if let Some(ina) = &mut self.inactivity {
+            if at.second_of_day >= ina.start {
+                ina.seen_up = true;
+            }
+        }
+        if let Some(a) = self.inactivity_alert.take() {
+            out.push(FallAction::AlertResolved {
+                incident: a.incident,
+                kind: a.kind,
+            });
+        }
+    }
+
+    fn step(&mut self, at: &Stamp, t: f64, out: &mut Vec<FallAction>) {
+        if let Some((incident, until)) = self.mute {
+            if t >= until {
+                self.mute = None;
+                out.push(FallAction::Unmuted { incident });
+            }
+        }
+        if let Some(until) = self.dismissed_until {
+            if t >= until || self.up_for(self.cfg.recovery_seconds) {
+                self.dismissed_until = None;
+            }
+        }
+        let recovered = self.up_for(self.cfg.recovery_seconds);
+        match &mut self.phase {
+            Phase::Watching => {
+                let due = self
+                    .lying
+                    .filter(|run| run.evidence >= self.cfg.lying_seconds);
+                if let Some(run) = due {
+                    if !self.muted() && self.dismissed_until.is_none() {
+                        let incident = self.new_incident();
+                        self.phase = Phase::CheckIn {
+                            incident,
+                            started: t,
+                        };
+                        out.push(FallAction::CheckIn {
+                            incident,
+                            lying_since: run.since,
+                        });
+                    }
+                }
+            }
+            Phase::CheckIn { incident, started } => {
+                let (incident, started) = (*incident, *started);
+                if recovered {
+                    self.phase = Phase::Watching;
+                    out.push(FallAction::Recovered { incident });
+                } else if t - started >= self.cfg.checkin_seconds && self.up_run.is_none() {
+                    self.phase = Phase::Alert(Alert::new(incident, AlertKind::Fall, t));
+                    out.push(FallAction::AlertRaised {
+                        incident,
+                        kind: AlertKind::Fall,
+                    });
+                }
+            }
+            Phase::Alert(a) => {
+                if recovered {
+                    let incident = a.incident;
+                    self.phase = Phase::Watching;
+                    out.push(FallAction::AlertResolved {
+                        incident,
+                        kind: AlertKind::Fall,
+                    });
+                } else {
+                    a.timers(t, &self.cfg, out);
+                }
+            }
+        }
+        self.inactivity_step(at, t, out);
+        if let Some(a) = &mut self.inactivity_alert {
+            a.timers(t, &self.cfg, out);
+        }
+    }
+
+    fn inactivity_step(&mut self, at: &Stamp, t: f64, out: &mut Vec<FallAction>) {
+        let muted = self.muted();
+        let Some(ina) = &mut self.inactivity else {
+            return;
+        };
+        if ina.checked || ina.day != Some(at.day) || at.second_of_day < ina.by {
+            return;
+        }
+        if ina.seen_up {
+            ina.checked = true;
+        } else if ina.watched_from > ina.start {
+            ina.checked = true;
+            log::info!(
+                "inactivity check skipped today: the monitor started after the window opened"
+            );
+        } else if muted {
+            // Checked once the mute ends, if still nobody was seen up today.
+        } else if self.inactivity_alert.is_some() {
+            ina.checked = true; // yesterday's alert is still open
+        } else {
+            ina.checked = true;
+            let incident = self.next_incident;
+            self.next_incident += 1;
+            self.inactivity_alert = Some(Alert::new(incident, AlertKind::Inactivity, t));
+            out.push(FallAction::AlertRaised {
+                incident,
+                kind: AlertKind::Inactivity,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::config::InactivityConfig;
+
+    const THRESHOLD: f32 = 0.3;
+    /// Frames per second of the synthetic streams.
+    const FPS: f64 = 2.0;
+    /// 08:00 local time, where most synthetic days start.
+    const EIGHT_AM: f64 = 8.0 * 3600.0;
+
+    struct Sim {
+        m: FallMonitor,
+        t: f64,
+        start_sod: f64,
+        log: Vec<FallAction>,
+    }
+
+    impl Sim {
+        fn new(cfg: FallConfig) -> Sim {
+            Sim::with(cfg, None, EIGHT_AM)
+        }
+
+        fn with(cfg: FallConfig, ina: Option<InactivityConfig>, start_sod: f64) -> Sim {
+            Sim {
+                m: FallMonitor::new(&cfg, ina.as_ref()).unwrap(),
+                t: 0.0,
+                start_sod,
+                log: Vec::new(),
+            }
+        }
+
+        fn at(&self) -> Stamp {
+            Stamp::synthetic(self.t, self.start_sod)
+        }
+
+        /// Feeds `seconds` of frames showing `view`.
+        fn run(&mut self, seconds: f64, view: View) -> Vec<FallAction> {
+            let mut got = Vec::new();
+            let frames = (seconds * FPS).round() as usize;
+            for _ in 0..frames {
+                self.t += 1.0 / FPS;
+                let obs = PersonObservation {
+                    at: self.at(),
+                    view,
+                };
+                got.extend(self.m.observe(&obs));
+            }
+            self.log.extend(got.clone());
+            got
+        }
+
+        fn lying(&mut self, seconds: f64) -> Vec<FallAction> {
+            self.run(seconds, seen(0.5, false))
+        }
+
+        fn up(&mut self, seconds: f64) -> Vec<FallAction> {
+            self.run(seconds, seen(0.1, true))
+        }
+
+        fn empty_room(&mut self, seconds: f64) -> Vec<FallAction> {
+            self.run(seconds, seen(0.1, false))
+        }
+
+        fn dark(&mut self, seconds: f64) -> Vec<FallAction> {
+            self.run(seconds, View::CantSee)
+        }
+
+        fn ticks(&mut self, seconds: f64) -> Vec<FallAction> {
+            let mut got = Vec::new();
+            for _ in 0..(seconds.round() as usize) {
+                self.t += 1.0;
+                got.extend(self.m.tick(&self.at()));
+            }
+            self.log.extend(got.clone());
+            got
+        }
+
+        fn cancel(&mut self, by: CommandSource) -> Vec<FallAction> {
+            let got = self.m.cancel(&self.at(), by);
+            self.log.extend(got.clone());
+            got
+        }
+
+        fn count(&self, f: impl Fn(&FallAction) -> bool) -> usize {
+            self.log.iter().filter(|a| f(a)).count()
+        }
+    }
+
+    fn seen(lying: f32, up: bool) -> View {
+        View::Seen {
+            lying,
+            lying_threshold: THRESHOLD,
+            up,
+        }
+    }
+
+    fn is_check_in(a: &FallAction) -> bool {
+        matches!(a, FallAction::CheckIn { .. })
+    }
+
+    fn is_alert(a: &FallAction) -> bool {
+        matches!(a, FallAction::AlertRaised { .. })
+    }
+
+    /// Drives a sim to a raised fall alert; returns its incident.
+    fn to_alert(s: &mut Sim) -> IncidentId {
+        s.up(5.0);
+        s.lying(11.0);
+        assert_eq!(s.m.state().fall, FallPhase::CheckIn);
+        s.lying(30.0);
+        match s.log.iter().rev().find(|a| is_alert(a)) {
+            Some(FallAction::AlertRaised { incident, .. }) => *incident,
+            other => panic!("no alert: {other:?} in {:?}", s.log),
+        }
+    }
+
+    #[test]
+    fn lying_for_t1_speaks_a_check_in_once() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        assert!(s.lying(9.0).is_empty(), "check-in before T1");
+        assert_eq!(s.m.state().fall, FallPhase::Pending);
+        let got = s.lying(1.5);
+        assert!(
+            matches!(got.as_slice(), [FallAction::CheckIn { lying_since, .. }] if (*lying_since - 5.5).abs() < 1e-9),
+            "{got:?}"
+        );
+        assert_eq!(s.m.state().fall, FallPhase::CheckIn);
+        s.lying(20.0);
+        assert_eq!(s.count(is_check_in), 1);
+    }
+
+    #[test]
+    fn a_short_lie_down_does_nothing() {
+        let mut s = Sim::new(FallConfig::default());
+        for _ in 0..20 {
+            s.lying(8.0);
+            s.up(1.0);
+        }
+        assert!(s.log.is_empty(), "{:?}", s.log);
+        assert_eq!(s.m.state().fall, FallPhase::Watching);
+    }
+
+    #[test]
+    fn unanswered_check_in_raises_one_alert() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(10.5);
+        assert!(s.lying(29.0).is_empty(), "alert before T2: {:?}", s.log);
+        let got = s.lying(1.5);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [FallAction::AlertRaised {
+                    kind: AlertKind::Fall,
+                    ..
+                }]
+            ),
+            "{got:?}"
+        );
+        assert_eq!(s.m.state().fall, FallPhase::Alert);
+    }
+
+    #[test]
+    fn no_alert_storm_one_fall_one_alert() {
+        let cfg = FallConfig {
+            ack_seconds: 1e6, // no escalation in this test
+            ..FallConfig::default()
+        };
+        let mut s = Sim::new(cfg);
+        let incident = to_alert(&mut s);
+        // An hour on the floor with a flickering score, darkness and ticks.
+        for _ in 0..60 {
+            s.lying(40.0);
+            s.empty_room(2.0); // score dips below threshold, nobody up
+            s.dark(10.0);
+            s.ticks(8.0);
+        }
+        assert_eq!(s.count(is_alert), 1, "{:?}", s.log);
+        assert_eq!(s.count(is_check_in), 1);
+        // Only can't-see events happened meanwhile, no other fall messages.
+        assert!(s.log.iter().all(|a| matches!(
+            a,
+            FallAction::CheckIn { .. }
+                | FallAction::AlertRaised { .. }
+                | FallAction::CantSeeStarted { .. }
+                | FallAction::CantSeeEnded { .. }
+        )));
+        assert_eq!(s.m.active_alerts(), vec![incident]);
+    }
+
+    #[test]
+    fn cancel_during_check_in_means_no_alert() {
+        for by in [
+            CommandSource::Button,
+            CommandSource::Socket,
+            CommandSource::Mqtt,
+        ] {
+            let mut s = Sim::new(FallConfig::default());
+            s.up(5.0);
+            s.lying(11.0);
+            let got = s.cancel(by);
+            assert!(
+                matches!(got.as_slice(), [FallAction::CheckInCancelled { by: b, .. }] if *b == by),
+                "{got:?}"
+            );
+            s.lying(200.0);
+            assert_eq!(s.count(is_alert), 0, "{:?}", s.log);
+            assert_eq!(s.count(is_check_in), 1);
+        }
+    }
+
+    #[test]
+    fn still_lying_after_a_cancel_asks_again_later() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(11.0);
+        s.cancel(CommandSource::Button);
+        s.lying(290.0);
+        assert_eq!(s.count(is_check_in), 1);
+        s.lying(15.0);
+        assert_eq!(s.count(is_check_in), 2, "{:?}", s.log);
+    }
+
+    #[test]
+    fn getting_up_ends_a_check_in_without_alert() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(11.0);
+        let got = s.up(21.0);
+        assert!(
+            matches!(got.as_slice(), [FallAction::Recovered { .. }]),
+            "{got:?}"
+        );
+        s.up(60.0);
+        assert_eq!(s.count(is_alert), 0);
+    }
+
+    #[test]
+    fn getting_up_at_t2_defers_the_alert_until_it_succeeds_or_fails() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(11.0);
+        s.lying(20.0);
+        s.up(15.0); // T2 passes while getting up: the alert waits
+        assert_eq!(s.count(is_alert), 0);
+        s.up(6.0);
+        assert_eq!(s.count(|a| matches!(a, FallAction::Recovered { .. })), 1);
+        assert_eq!(s.count(is_alert), 0);
+        // A failed attempt: the alert comes as soon as the person is down again.
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(11.0);
+        s.lying(20.0);
+        s.up(12.0);
+        assert_eq!(s.count(is_alert), 0);
+        let got = s.lying(0.5);
+        assert!(got.iter().any(is_alert), "{got:?}");
+    }
+
+    #[test]
+    fn alert_resolves_after_t3_up() {
+        let mut s = Sim::new(FallConfig::default());
+        let incident = to_alert(&mut s);
+        s.up(10.0);
+        s.lying(1.0); // down again: the T3 count restarts
+        assert!(s.up(19.0).is_empty());
+        let got = s.up(1.5);
+        assert_eq!(
+            got,
+            vec![FallAction::AlertResolved {
+                incident,
+                kind: AlertKind::Fall
+            }]
+        );
+        assert_eq!(s.m.state().fall, FallPhase::Watching);
+        assert!(s.m.active_alerts().is_empty());
+        // A second fall is a second incident with its own alert.
+        let second = to_alert(&mut s);
+        assert_ne!(second, incident);
+        assert_eq!(s.count(is_alert), 2);
+    }
+
+    #[test]
+    fn unacknowledged_alert_escalates_once_and_ack_stops_it() {
+        let mut s = Sim::new(FallConfig::default());
+        let incident = to_alert(&mut s);
+        s.lying(298.0);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertEscalated { .. })),
+            0
+        );
+        s.lying(2.0);
+        s.lying(1000.0);
+        assert_eq!(
+            s.count(
+                |a| matches!(a, FallAction::AlertEscalated { incident: i, .. } if *i == incident)
+            ),
+            1
+        );
+        let got = s.m.acknowledge(&s.at(), "Anna", None);
+        assert_eq!(
+            got,
+            vec![FallAction::AlertAcknowledged {
+                incident,
+                kind: AlertKind::Fall,
+                by: "Anna".into()
+            }]
+        );
+        assert!(s.m.state().fall_alert.unwrap().acknowledged);
+        assert!(s.m.acknowledge(&s.at(), "Anna", None).is_empty());
+    }
+
+    #[test]
+    fn acknowledged_in_time_never_escalates() {
+        let mut s = Sim::new(FallConfig::default());
+        let incident = to_alert(&mut s);
+        s.lying(60.0);
+        assert_eq!(
+            s.m.acknowledge(&s.at(), "Ben", Some(incident + 100)),
+            vec![]
+        );
+        assert_eq!(s.m.acknowledge(&s.at(), "Ben", Some(incident)).len(), 1);
+        s.lying(1000.0);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertEscalated { .. })),
+            0
+        );
+        assert_eq!(s.m.state().fall, FallPhase::Alert);
+    }
+
+    #[test]
+    fn realert_once_sends_no_reminders() {
+        let cfg = FallConfig {
+            ack_seconds: 1e6,
+            ..FallConfig::default()
+        };
+        let mut s = Sim::new(cfg);
+        to_alert(&mut s);
+        s.lying(3600.0);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertReminder { .. })),
+            0
+        );
+    }
+
+    #[test]
+    fn realert_repeat_sends_bounded_reminders_until_ack() {
+        let cfg = FallConfig {
+            ack_seconds: 1e6,
+            realert: RealertPolicy::Repeat {
+                every_seconds: 100.0,
+                max_repeats: 3,
+            },
+            ..FallConfig::default()
+        };
+        let mut s = Sim::new(cfg.clone());
+        to_alert(&mut s);
+        s.lying(1000.0);
+        let counts: Vec<u32> = s
+            .log
+            .iter()
+            .filter_map(|a| match a {
+                FallAction::AlertReminder { count, .. } => Some(*count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, vec![1, 2, 3]);
+        assert_eq!(s.count(is_alert), 1);
+        // Acknowledged: no more reminders.
+        let mut s = Sim::new(cfg);
+        to_alert(&mut s);
+        s.lying(150.0);
+        s.m.acknowledge(&s.at(), "x", None);
+        s.lying(1000.0);
+        assert_eq!(
+            s.count(|a| matches!(a, FallAction::AlertReminder { .. })),
+            1
+        );
+    }
+
+    #[test]
+    fn cancel_after_the_alert_ends_it() {
+        let mut s = Sim::new(FallConfig::default());
+        let incident = to_alert(&mut s);
+        let got = s.cancel(CommandSource::Mqtt);
+        assert_eq!(
+            got,
+            vec![FallAction::AlertCancelled {
+                incident,
+                kind: AlertKind::Fall,
+                by: CommandSource::Mqtt
+            }]
+        );
+        s.lying(100.0);
+        assert_eq!(s.count(is_alert), 1);
+    }
+
+    #[test]
+    fn darkness_is_reported_and_neither_resets_nor_advances_a_pending_fall() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(6.0);
+        let got = s.dark(60.0);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [FallAction::CantSeeStarted {
+                    fall_pending: true,
+                    ..
+                }]
+            ),
+            "{got:?}"
+        );
+        assert_eq!(s.count(is_check_in), 0, "darkness counted as lying");
+        assert_eq!(s.m.state().fall, FallPhase::Pending);
+        assert!(s.m.state().cant_see);
+        // Back in view, still lying: the 6 s before the dark count, so 4.5 more reach T1.
+        let got = s.lying(4.0);
+        assert!(
+            matches!(got.as_slice(), [FallAction::CantSeeEnded { .. }]),
+            "{got:?}"
+        );
+        let got = s.lying(1.0);
+        assert!(got.iter().any(is_check_in), "{got:?}");
+    }
+
+    #[test]
+    fn darkness_does_not_stop_an_alert_or_count_as_getting_up() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(5.0);
+        s.lying(11.0);
+        s.dark(40.0); // unanswered check-in in the dark: still an alert
+        assert_eq!(s.count(is_alert), 1, "{:?}", s.log);
+        s.up(10.0);
+        s.dark(10.0);
+        s.up(15.0); // 10 + 15 up, but split by darkness: not resolved
+        assert_eq!(s.m.state().fall, FallPhase::Alert);
+        s.up(6.0);
+        assert_eq!(s.m.state().fall, FallPhase::Watching);
+    }
+
+    #[test]
+    fn brief_darkness_is_not_reported() {
+        let mut s = Sim::new(FallConfig::default());
+        for _ in 0..10 {
+            s.up(3.0);
+            s.dark(4.0);
+        }
+        assert!(s.log.is_empty(), "{:?}", s.log);
+    }
+
+    #[test]
+    fn a_stalled_pipeline_does_not_fake_evidence() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(2.0);
+        s.lying(1.0);
+        s.t += 60.0; // a minute without frames
+        s.lying(1.0);
+        assert_eq!(s.count(is_check_in), 0);
+        assert_eq!(s.m.state().fall, FallPhase::Pending);
+    }
+
+    #[test]
+    fn nan_scores_are_not_evidence() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(2.0);
+        s.run(60.0, seen(f32::NAN, false));
+        assert_eq!(s.count(is_check_in), 0);
+        assert!(s.m.state().cant_see);
+    }
+
+    #[test]
+    fn mute_blocks_new_check_ins_and_expires() {
+        let mut s = Sim::new(FallConfig::default());
+        let got = s.m.mute(&s.at(), Some(120.0), CommandSource::Mqtt);
+        assert!(matches!(got.as_slice(), [FallAction::Muted { .. }]));
+        s.lying(100.0);
+        assert_eq!(s.count(is_check_in), 0);
+        let got = s.lying(21.0);
+        assert!(matches!(got[0], FallAction::Unmuted { .. }), "{got:?}");
+        assert!(got.iter().any(is_check_in), "{got:?}");
+        // A huge mute is cut to a day.
+        let got = s.m.mute(&s.at(), Some(1e9), CommandSource::Mqtt);
+        match got.as_slice() {
+            [FallAction::Muted { until, .. }, FallAction::CheckInCancelled { .. }] => {
+                assert!((until - s.t - MAX_MUTE_SECONDS).abs() < 1e-6)
+            }
+            other => panic!("{other:?}"),
+        }
+        // Unmuted while still lying: asked again at once.
+        assert!(matches!(
+            s.m.unmute(&s.at()).as_slice(),
+            [FallAction::Unmuted { .. }, FallAction::CheckIn { .. }]
+        ));
+    }
+
+    fn window() -> InactivityConfig {
+        InactivityConfig {
+            window_start: "06:00".into(),
+            seen_up_by: "10:00".into(),
+        }
+    }
+
+    #[test]
+    fn inactivity_alert_when_not_seen_up_by_the_deadline() {
+        // Start at 05:00; the person stays in bed (nobody up in view), ticks every second.
+        let mut s = Sim::with(FallConfig::default(), Some(window()), 5.0 * 3600.0);
+        s.empty_room(10.0);
+        let got = s.ticks(5.0 * 3600.0 - 20.0);
+        assert!(got.is_empty(), "{got:?}");
+        let got = s.ticks(20.0);
+        let incident = match got.as_slice() {
+            [FallAction::AlertRaised {
+                incident,
+                kind: AlertKind::Inactivity,
+            }] => *incident,
+            other => panic!("{other:?}"),
+        };
+        s.ticks(100.0);
+        assert_eq!(s.count(is_alert), 1);
+        // Escalates like a fall alert, and resolves when the person is seen up.
+        s.ticks(300.0);
+        assert_eq!(
+            s.count(|a| matches!(
+                a,
+                FallAction::AlertEscalated {
+                    kind: AlertKind::Inactivity,
+                    ..
+                }
+            )),
+            1
+        );
+        let got = s.up(4.0);
+        assert_eq!(
+            got,
+            vec![FallAction::AlertResolved {
+                incident,
+                kind: AlertKind::Inactivity
+            }]
+        );
+    }
+
+    #[test]
+    fn seen_up_in_the_window_means_no_inactivity_alert() {
+        let mut s = Sim::with(FallConfig::default(), Some(window()), 5.0 * 3600.0);
+        s.ticks(1.5 * 3600.0); // 06:30
+        s.up(5.0);
+        s.empty_room(1.0);
+        s.ticks(4.0 * 3600.0);
+        assert_eq!(s.count(is_alert), 0, "{:?}", s.log);
+    }
+
+    #[test]
+    fn up_before_the_window_does_not_count_and_days_reset() {
+        // 05:00 up, then nothing: alert at 10:00.
+        let mut s = Sim::with(FallConfig::default(), Some(window()), 5.0 * 3600.0);
+        s.up(10.0);
+        s.empty_room(1.0);
+        s.ticks(5.0 * 3600.0);
+        assert_eq!(s.count(is_alert), 1);
+        s.up(5.0); // resolves
+                   // Next day: seen up at 07:00, so no alert.
+        s.ticks(21.0 * 3600.0);
+        s.up(5.0);
+        s.empty_room(1.0);
+        s.ticks(4.0 * 3600.0);
+        assert_eq!(s.count(is_alert), 1, "{:?}", s.log);
+    }
+
+    #[test]
+    fn inactivity_check_skipped_when_started_inside_the_window() {
+        let mut s = Sim::with(FallConfig::default(), Some(window()), 7.0 * 3600.0);
+        s.ticks(4.0 * 3600.0);
+        assert_eq!(s.count(is_alert), 0);
+    }
+
+    #[test]
+    fn button_press_is_a_sign_of_life_and_cancels_an_inactivity_alert() {
+        let mut s = Sim::with(FallConfig::default(), Some(window()), 5.0 * 3600.0);
+        s.ticks(5.0 * 3600.0 + 10.0);
+        assert_eq!(s.count(is_alert), 1);
+        let got = s.cancel(CommandSource::Button);
+        assert!(matches!(
+            got.as_slice(),
+            [FallAction::AlertCancelled {
+                kind: AlertKind::Inactivity,
+                ..
+            }]
+        ));
+        assert_eq!(s.m.state().inactivity_alert, None);
+    }
+
+    #[test]
+    fn time_going_backwards_is_clamped() {
+        let mut s = Sim::new(FallConfig::default());
+        s.up(2.0);
+        s.lying(5.0);
+        s.t -= 100.0;
+        s.lying(3.0);
+        assert_eq!(s.m.state().fall, FallPhase::Pending);
+        assert_eq!(s.count(is_check_in), 0);
+    }
+}

@@ -1,0 +1,967 @@
+//! The home fall-and-hazard monitor: fall logic, event log and caregiver channels.
+//!
+//! Job: turn what the camera pipeline sees about a person into a spoken check-in, then (if
+//! nobody answers) an alert that reaches a caregiver, with every step in an event log.
+//!
+//! Inputs, from the pipeline: one [`PersonObservation`] per frame (the smoothed score of the
+//! fall label and its threshold, whether a person is seen up, or "can't see" for frames too
+//! dark to judge), a [`HomeMonitor::tick`] about once a second when frames stop, and the
+//! [`HomeCommand`]s of the button, the control socket and MQTT (the latter two arrive on
+//! [`HomeMonitor::commands`]; the pipeline hands each to [`HomeMonitor::command`]).
+//!
+//! Outputs: the [`Utterance`]s to speak, returned to the caller (which owns speech); JSON-lines
+//! [`events::EventRecord`]s in `<state_dir>/events.jsonl`; MQTT messages (`available`,
+//! `events`, `alerts`, `state`, `stats`, Home Assistant discovery) and webhook POSTs. Alert and
+//! event messages go through a disk [`outbox::Outbox`] first and leave it only when the broker
+//! (PUBACK) or the web server (2xx) has them, so they survive outages and restarts. No image
+//! is stored or sent. See `docs/home.md` for topics, payloads and set-up.
+//!
+//! Threads: one per channel (MQTT, webhook, button); [`HomeMonitor::shutdown`] (or drop) stops
+//! and joins them, publishing `offline` first. The state machine itself ([`fall`]) is pure and
+//! runs on the caller's thread.
+//!
+//! Failures: [`HomeMonitor::start`] fails with a [`HomeError`] on a bad config or an unusable
+//! state directory. After that nothing fails: a write error on the log or the outbox is
+//! logged and counted (and the message still goes out from memory), a lost broker or web
+//! server is retried.
+
+pub mod button;
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod fall;
+pub mod mqtt;
+pub mod observer;
+pub mod outbox;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{json, Value};
+
+pub use clock::{HomeClock, Stamp};
+pub use config::{ConfigError, HomeConfig, HomeSecrets, Secret};
+pub use events::{EventLogError, EventRecord};
+pub use fall::{AlertKind, CommandSource, FallAction, MonitorState, PersonObservation, View};
+pub use outbox::OutboxError;
+
+use button::ButtonReader;
+use events::{AlertInfo, AlertState, Contact, EventLog, IncidentKind, Scores, Step, UpdateType};
+use fall::{FallMonitor, IncidentId};
+use mqtt::{MqttChannel, Topics};
+use outbox::{Outbox, Priority};
+use webhook::WebhookChannel;
+
+/// Commands that may wait in the command channel.
+pub const COMMAND_QUEUE: usize = 64;
+/// How long a clean shutdown waits for the MQTT thread (it says `offline` first).
+pub const MQTT_SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// The label of inactivity incidents.
+pub const INACTIVITY_LABEL: &str = "not seen up";
+/// The label of can't-see incidents.
+pub const CANT_SEE_LABEL: &str = "can't see";
+/// The label of mute incidents.
+pub const MUTE_LABEL: &str = "muted";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    EventLog(#[from] EventLogError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("cannot start the home {what} thread")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A command for the monitor, from the button, the control socket or the MQTT `set` topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HomeCommand {
+    /// "I am all right": ends a check-in or an alert.
+    Cancel {
+        source: CommandSource,
+    },
+    /// A caregiver has seen the alert `id` (every active alert when `None`).
+    Acknowledge {
+        source: CommandSource,
+        by: String,
+        id: Option<String>,
+    },
+    /// No new check-ins or alerts for `seconds` (default from the config, at most a day).
+    Mute {
+        source: CommandSource,
+        seconds: Option<f64>,
+    },
+    Unmute {
+        source: CommandSource,
+    },
+}
+
+impl HomeCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            HomeCommand::Cancel { .. } => "cancel",
+            HomeCommand::Acknowledge { .. } => "acknowledge",
+            HomeCommand::Mute { .. } => "mute",
+            HomeCommand::Unmute { .. } => "unmute",
+        }
+    }
+
+    /// Parses a command in the `set` topic's syntax (also good for a control socket line).
+    pub fn parse(payload: &[u8], source: CommandSource) -> Result<HomeCommand, mqtt::CommandError> {
+        mqtt::parse_command(payload, source)
+    }
+}
+
+/// How a sentence should be spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    Normal,
+    /// Interrupt whatever is being said.
+    Urgent,
+}
+
+/// A sentence for the pipeline's speaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utterance {
+    pub text: String,
+    pub urgency: Urgency,
+}
+
+#[derive(Debug)]
+struct Incident {
+    id: String,
+    kind: IncidentKind,
+    label: String,
+    start_unix: f64,
+    seq: u32,
+    lying_max: Option<f32>,
+    alert: AlertInfo,
+    /// The incident reached the alert stage: its records go to `alerts` and the webhook.
+    alerted: bool,
+    muted_until: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    observations: u64,
+    cant_see_observations: u64,
+    records: u64,
+    log_errors: u64,
+    outbox_errors: u64,
+}
+
+/// The facade the pipeline drives. See the module docs.
+pub struct HomeMonitor {
+    cfg: HomeConfig,
+    machine: FallMonitor,
+    log: EventLog,
+    incidents: HashMap<IncidentId, Incident>,
+    last_scores: Scores,
+    topics: Option<Topics>,
+    mqtt: Option<MqttChannel>,
+    mqtt_outbox: Option<Arc<Outbox>>,
+    webhook: Option<WebhookChannel>,
+    webhook_outbox: Option<Arc<Outbox>>,
+    escalation_outbox: Option<Arc<Outbox>>,
+    button: Option<ButtonReader>,
+    commands_tx: Sender<HomeCommand>,
+    commands_rx: Receiver<HomeCommand>,
+    heartbeat: Arc<Mutex<Value>>,
+    last_state: Option<MonitorState>,
+    first_mono: Option<f64>,
+    next_stats_mono: Option<f64>,
+    counters: Counters,
+    pipeline_stats: Value,
+}
+
+impl std::fmt::Debug for HomeMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HomeMonitor")
+            .field("node_id", &self.cfg.node_id)
+            .field("state", &self.machine.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn outbox_dir(cfg: &HomeConfig, name: &str) -> std::path::PathBuf {
+    cfg.state_dir.join("outbox").join(name)
+}
+
+impl HomeMonitor {
+    /// Validates `config`, opens the event log and outboxes under `state_dir`, and starts the
+    /// configured channels. Records left in the outboxes by an earlier run are sent first.
+    pub fn start(config: HomeConfig, secrets: HomeSecrets) -> Result<HomeMonitor, HomeError> {
+        config.validate()?;
+        let machine = FallMonitor::new(&config.fall, config.inactivity.as_ref())?;
+        let log = EventLog::open(&config.state_dir, &config.event_log)?;
+        let (commands_tx, commands_rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let heartbeat = Arc::new(Mutex::new(json!({
+            "topic": "heartbeat",
+            "type": "heartbeat",
+            "node": config.node_id,
+        })));
+        let mut monitor = HomeMonitor {
+            machine,
+            log,
+            incidents: HashMap::new(),
+            last_scores: Scores::default(),
+            topics: None,
+            mqtt: None,
+            mqtt_outbox: None,
+            webhook: None,
+            webhook_outbox: None,
+            escalation_outbox: None,
+            button: None,
+            commands_tx,
+            commands_rx,
+            heartbeat,
+            last_state: None,
+            first_mono: None,
+            next_stats_mono: None,
+            counters: Counters::default(),
+            pipeline_stats: Value::Null,
+            cfg: config,
+        };
+        let cfg = monitor.cfg.clone();
+        monitor.update_heartbeat(None);
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            let mut hb = monitor.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+            hb["time"] = json!(now.as_secs_f64());
+        }
+        if let Some(m) = &cfg.mqtt {
+            let outbox = Arc::new(Outbox::open(&outbox_dir(&cfg, "mqtt"))?);
+            let channel = MqttChannel::start(
+                m,
+                &cfg.node_id,
+                &cfg.name,
+                secrets.mqtt_password.clone(),
+                outbox.clone(),
+                monitor.commands_tx.clone(),
+            )
+            .map_err(|source| HomeError::Thread {
+                what: "MQTT",
+                source,
+            })?;
+            monitor.topics = Some(Topics::new(&m.topic_prefix));
+            monitor.mqtt = Some(channel);
+            monitor.mqtt_outbox = Some(outbox);
+        }
+        if let Some(w) = &cfg.webhook {
+            let primary = Arc::new(Outbox::open(&outbox_dir(&cfg, "webhook"))?);
+            let escalation = match &w.escalation_url {
+                Some(_) => Some(Arc::new(Outbox::open(&outbox_dir(
+                    &cfg,
+                    "webhook-escalation",
+                ))?)),
+                None => None,
+            };
+            let channel = WebhookChannel::start(
+                w,
+                secrets.webhook_token.clone(),
+                primary.clone(),
+                escalation.clone(),
+                monitor.heartbeat.clone(),
+            )
+            .map_err(|source| HomeError::Thread {
+                what: "webhook",
+                source,
+            })?;
+            monitor.webhook = Some(channel);
+            monitor.webhook_outbox = Some(primary);
+            monitor.escalation_outbox = escalation;
+        }
+        if let Some(b) = &cfg.button {
+            let reader = ButtonReader::start(b, monitor.commands_tx.clone()).map_err(|source| {
+                HomeError::Thread {
+                    what: "button",
+                    source,
+                }
+            })?;
+            monitor.button = Some(reader);
+        }
+        monitor.publish_state_if_changed();
+        log::info!(
+            "home monitor {} started (MQTT {}, webhook {}, button {})",
+            cfg.node_id,
+            if cfg.mqtt.is_some() { "on" } else { "off" },
+            if cfg.webhook.is_some() { "on" } else { "off" },
+            if cfg.button.is_some() { "on" } else { "off" }
+        );
+        Ok(monitor)
+    }
+
+    /// Commands from the MQTT `set` topic and the button. Hand each to [`HomeMonitor::command`].
+    pub fn commands(&self) -> Receiver<HomeCommand> {
+        self.commands_rx.clone()
+    }
+
+    /// A sender for commands from elsewhere (the control socket), merged into [`commands`].
+    ///
+    /// [`commands`]: HomeMonitor::commands
+    pub fn command_sender(&self) -> Sender<HomeCommand> {
+        self.commands_tx.clone()
+    }
+
+    /// The state machine's state now.
+    pub fn state(&self) -> MonitorState {
+        self.machine.state()
+    }
+
+    /// Whether the pipeline may keep snapshots (config `snapshots`, off by default).
+    pub fn snapshots_enabled(&self) -> bool {
+        self.cfg.snapshots
+    }
+
+    /// Extra numbers for the next `stats` message (frame rate, encoder latency, ...).
+    pub fn set_pipeline_stats(&mut self, stats: Value) {
+        self.pipeline_stats = stats;
+    }
+
+    /// Undelivered records: (MQTT, webhook first contact, webhook second contact).
+    pub fn pending_deliveries(&self) -> (usize, usize, usize) {
+        let n = |o: &Option<Arc<Outbox>>| o.as_ref().map_or(0, |o| o.len());
+        (
+            n(&self.mqtt_outbox),
+            n(&self.webhook_outbox),
+            n(&self.escalation_outbox),
+        )
+    }
+
+    /// One frame's observation; returns what to say now.
+    pub fn observe(&mut self, obs: &PersonObservation) -> Vec<Utterance> {
+        self.counters.observations += 1;
+        match obs.view {
+            View::Seen {
+                lying,
+                lying_threshold,
+                up,
+            } if lying.is_finite() => {
+                self.last_scores.lying = Some(lying);
+                self.last_scores.lying_threshold = Some(lying_threshold);
+                self.last_scores.up = Some(up);
+                for inc in self.incidents.values_mut() {
+                    if inc.kind == IncidentKind::Fall {
+                        inc.lying_max = Some(inc.lying_max.map_or(lying, |m| m.max(lying)));
+                    }
+                }
+            }
+            _ => {
+                self.counters.cant_see_observations += 1;
+                self.last_scores.lying = None;
+                self.last_scores.up = None;
+            }
+        }
+        let actions = self.machine.observe(obs);
+        self.after(&obs.at, actions)
+    }
+
+    /// Runs the timers; call about once a second (also when no frames come). Returns what
+    /// to say.
+    pub fn tick(&mut self, at: &Stamp) -> Vec<Utterance> {
+        let actions = self.machine.tick(at);
+        self.after(at, actions)
+    }
+
+    /// A command from the button, the control socket or MQTT; returns what to say.
+    pub fn command(&mut self, at: &Stamp, cmd: HomeCommand) -> Vec<Utterance> {
+        let actions = match &cmd {
+            HomeCommand::Cancel { source } => self.machine.cancel(at, *source),
+            HomeCommand::Acknowledge { by, id, .. } => {
+                let target = match id {
+                    None => None,
+                    Some(id) => match self.incidents.iter().find(|(_, inc)| &inc.id == id) {
+                        Some((n, _)) => Some(*n),
+                        None => {
+                            log::warn!("home: acknowledge: no active incident {id:?}");
+                            return self.after(at, Vec::new());
+                        }
+                    },
+                };
+                self.machine.acknowledge(at, by, target)
+            }
+            HomeCommand::Mute { source, seconds } => self.machine.mute(at, *seconds, *source),
+            HomeCommand::Unmute { .. } => self.machine.unmute(at),
+        };
+        if actions.is_empty() {
+            log::info!("home: command {} changed nothing", cmd.name());
+        }
+        self.after(at, actions)
+    }
+
+    /// Stops the channels: the MQTT thread publishes `offline` and disconnects. Records not
+    /// yet delivered stay on disk for the next start.
+    pub fn shutdown(mut self) {
+        self.stop_channels();
+    }
+
+    fn stop_channels(&mut self) {
+        if let Some(mut b) = self.button.take() {
+            b.shutdown();
+        }
+        if let Some(mut w) = self.webhook.take() {
+            w.shutdown();
+        }
+        if let Some(mut m) = self.mqtt.take() {
+            m.shutdown(MQTT_SHUTDOWN_WAIT);
+        }
+    }
+
+    fn after(&mut self, at: &Stamp, actions: Vec<FallAction>) -> Vec<Utterance> {
+        let mut speech = Vec::new();
+        for action in actions {
+            if let Some(u) = self.emit(at, action) {
+                speech.push(u);
+            }
+        }
+        self.publish_state_if_changed();
+        self.maybe_stats(at);
+        speech
+    }
+
+    fn new_incident(
+        &mut self,
+        n: IncidentId,
+        kind: IncidentKind,
+        label: &str,
+        start_unix: f64,
+    ) -> &mut Incident {
+        let id = format!(
+            "{}-{}-{}",
+            self.cfg.node_id,
+            (start_unix * 1000.0).round() as i64,
+            kind.as_str()
+        );
+        self.incidents.entry(n).or_insert(Incident {
+            id,
+            kind,
+            label: label.to_string(),
+            start_unix,
+            seq: 0,
+            lying_max: None,
+            alert: AlertInfo::default(),
+            alerted: false,
+            muted_until: None,
+        })
+    }
+
+    /// Turns one action into a record, writes and sends it; returns what to say.
+    fn emit(&mut self, at: &Stamp, action: FallAction) -> Option<Utterance> {
+        let speech = self.cfg.speech.clone();
+        let fall_label = self.cfg.fall_label.clone();
+        let say = |text: &str, urgency| {
+            (!text.is_empty()).then(|| Utterance {
+                text: text.to_string(),
+                urgency,
+            })
+        };
+        let (n, step, update, by, utterance) = match action {
+            FallAction::CheckIn {
+                incident,
+                lying_since,
+            } => {
+                let start = at.unix - (at.mono - lying_since).max(0.0);
+                let lying = self.last_scores.lying;
+                let inc = self.new_incident(incident, IncidentKind::Fall, &fall_label, start);
+                inc.alert.state = AlertState::CheckIn;
+                inc.lying_max = lying;
+                let u = say(&speech.checkin, Urgency::Urgent);
+                (incident, Step::CheckIn, UpdateType::New, None, u)
+            }
+            FallAction::CheckInCancelled { incident, by } => {
+                self.with(incident, |inc| inc.alert.state = AlertState::None);
+                let u = say(&speech.cancelled, Urgency::Normal);
+                (
+                    incident,
+                    Step::CheckInCancelled,
+                    UpdateType::End,
+                    Some(by.as_str().to_string()),
+                    u,
+                )
+            }
+            FallAction::Recovered { incident } => {
+                self.with(incident, |inc| inc.alert.state = AlertState::None);
+                (incident, Step::Recovered, UpdateType::End, None, None)
+            }
+            FallAction::AlertRaised { incident, kind } => {
+                let update = match kind {
+                    AlertKind::Fall => UpdateType::Update,
+                    AlertKind::Inactivity => {
+                        self.new_incident(
+                            incident,
+                            IncidentKind::Inactivity,
+                            INACTIVITY_LABEL,
+                            at.unix,
+                        );
+                        UpdateType::New
+                    }
+                };
+                self.with(incident, |inc| {
+                    inc.alerted = true;
+                    inc.alert.state = AlertState::Active;
+                    inc.alert.raised_time = Some(at.unix);
+                });
+                let u = match kind {
+                    AlertKind::Fall => say(&speech.alert_raised, Urgency::Urgent),
+                    AlertKind::Inactivity => None,
+                };
+                (incident, Step::Alert, update, None, u)
+            }
+            FallAction::AlertReminder {
+                incident, count, ..
+            } => {
+                self.with(incident, |inc| inc.alert.reminders = count);
+                (incident, Step::Reminder, UpdateType::Update, None, None)
+            }
+            FallAction::AlertEscalated { incident, .. } => {
+                self.with(incident, |inc| {
+                    inc.alert.escalated = true;
+                    inc.alert.contact = Contact::Secondary;
+                    inc.alert.state = AlertState::Escalated;
+                });
+                (incident, Step::Escalated, UpdateType::Update, None, None)
+            }
+            FallAction::AlertAcknowledged { incident, kind, by } => {
+                self.with(incident, |inc| {
+                    inc.alert.state = AlertState::Acknowledged;
+                    inc.alert.acknowledged_by = Some(by.clone());
+                    inc.alert.acknowledged_time = Some(at.unix);
+                });
+                let u = match kind {
+                    AlertKind::Fall => say(&speech.acknowledged, Urgency::Normal),
+                    AlertKind::Inactivity => None,
+                };
+                (
+                    incident,
+                    Step::Acknowledged,
+                    UpdateType::Update,
+                    Some(by),
+                    u,
+                )
+            }
+            FallAction::AlertResolved { incident, .. } => {
+                self.with(incident, |inc| inc.alert.state = AlertState::Resolved);
+                (incident, Step::Resolved, UpdateType::End, None, None)
+            }
+            FallAction::AlertCancelled { incident, kind, by } => {
+                self.with(incident, |inc| inc.alert.state = AlertState::Cancelled);
+                let u = match kind {
+                    AlertKind::Fall if by.is_local() => say(&speech.cancelled, Urgency::Normal),
+                    _ => None,
+                };
+                (
+                    incident,
+                    Step::Cancelled,
+                    UpdateType::End,
+                    Some(by.as_str().to_string()),
+                    u,
+                )
+            }
+            FallAction::CantSeeStarted { incident, .. } => {
+                self.new_incident(incident, IncidentKind::CantSee, CANT_SEE_LABEL, at.unix);
+                (incident, Step::CantSeeStarted, UpdateType::New, None, None)
+            }
+            FallAction::CantSeeEnded { incident } => {
+                (incident, Step::CantSeeEnded, UpdateType::End, None, None)
+            }
+            FallAction::Muted {
+                incident,
+                until,
+                by,
+            } => {
+                let update = if self.incidents.contains_key(&incident) {
+                    UpdateType::Update
+                } else {
+                    UpdateType::New
+                };
+                let inc = self.new_incident(incident, IncidentKind::Mute, MUTE_LABEL, at.unix);
+                inc.muted_until = Some(at.unix + (until - at.mono));
+                (
+                    incident,
+                    Step::Muted,
+                    update,
+                    Some(by.as_str().to_string()),
+                    None,
+                )
+            }
+            FallAction::Unmuted { incident } => {
+                self.with(incident, |inc| inc.muted_until = None);
+                (incident, Step::Unmuted, UpdateType::End, None, None)
+            }
+        };
+        let spoken = utterance.as_ref().map(|u| u.text.clone());
+        let Some(inc) = self.incidents.get_mut(&n) else {
+            log::warn!("home: {step:?} for an unknown incident {n}");
+            return utterance;
+        };
+        inc.seq += 1;
+        let scores = if inc.kind == IncidentKind::Fall || inc.kind == IncidentKind::Inactivity {
+            Scores {
+                lying_max: inc.lying_max,
+                ..self.last_scores
+            }
+        } else {
+            Scores {
+                lying_max: None,
+                ..self.last_scores
+            }
+        };
+        let record = EventRecord {
+            id: inc.id.clone(),
+            update,
+            kind: inc.kind,
+            step,
+            label: inc.label.clone(),
+            node: self.cfg.node_id.clone(),
+            seq: inc.seq,
+            time: at.unix,
+            start_time: inc.start_unix,
+            end_time: (update == UpdateType::End).then_some(at.unix),
+            scores,
+            spoken,
+            alert: inc.alert.clone(),
+            by,
+            muted_until: inc.muted_until,
+        };
+        let alerted = inc.alerted;
+        let escalated = inc.alert.escalated;
+        if update == UpdateType::End {
+            self.incidents.remove(&n);
+        }
+        log::info!(
+            "home: {} {} {:?}{}",
+            record.id,
+            serde_json::to_value(record.step)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            record.update,
+            record
+                .spoken
+                .as_deref()
+                .map(|s| format!(", saying {s:?}"))
+                .unwrap_or_default()
+        );
+        self.deliver(&record, alerted, escalated);
+        utterance
+    }
+
+    fn with(&mut self, n: IncidentId, f: impl FnOnce(&mut Incident)) {
+        if let Some(inc) = self.incidents.get_mut(&n) {
+            f(inc);
+        }
+    }
+
+    /// Writes a record to the log and queues it for the channels.
+    fn deliver(&mut self, record: &EventRecord, alerted: bool, escalated: bool) {
+        self.counters.records += 1;
+        if let Err(e) = self.log.append(record) {
+            self.counters.log_errors += 1;
+            log::error!("home: {e}");
+        }
+        let value = match serde_json::to_value(record) {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("home: cannot encode a record: {e}");
+                return;
+            }
+        };
+        let priority = if alerted {
+            Priority::Alert
+        } else {
+            Priority::Event
+        };
+        // The alerts stream sees an incident from its alert on: that first record is `new`.
+        let alert_value = alerted.then(|| {
+            let mut v = value.clone();
+            if record.step == Step::Alert {
+                v["type"] = json!("new");
+            }
+            v
+        });
+        if let (Some(topics), Some(outbox)) = (&self.topics, &self.mqtt_outbox) {
+            let mut queue = vec![(&topics.events, &value)];
+            if let Some(v) = &alert_value {
+                queue.push((&topics.alerts, v));
+            }
+            for (topic, payload) in queue {
+                let rec = json!({"topic": topic, "payload": payload, "retain": false});
+                if let Err(e) = outbox.push(&rec, priority) {
+                    self.counters.outbox_errors += 1;
+                    log::error!("home: {e}; sending without a disk copy");
+                    if let Some(m) = &self.mqtt {
+                        m.publish_live(topic.clone(), payload.to_string().into_bytes(), false);
+                    }
+                }
+            }
+        }
+        let webhook_cfg = self.cfg.webhook.as_ref();
+        let body = match (&alert_value, webhook_cfg) {
+            (Some(v), Some(_)) => Some(with_topic(v, "alerts")),
+            (None, Some(w)) if w.events => Some(with_topic(&value, "events")),
+            _ => None,
+        };
+        if let Some(body) = body {
+            let mut targets = Vec::new();
+            if let Some(o) = &self.webhook_outbox {
+                targets.push(o.clone());
+            }
+            if escalated && alerted {
+                if let Some(o) = &self.escalation_outbox {
+                    targets.push(o.clone());
+                }
+            }
+            for o in targets {
+                if let Err(e) = o.push(&body, priority) {
+                    self.counters.outbox_errors += 1;
+                    log::error!("home: {e}; this webhook POST is lost");
+                }
+            }
+        }
+    }
+
+    fn state_json(&self, state: &MonitorState) -> Value {
+        let alert = |a: &Option<fall::AlertStatus>| {
+            a.map(|a| {
+                json!({
+                    "id": self.incidents.get(&a.incident).map(|i| i.id.clone()),
+                    "acknowledged": a.acknowledged,
+                    "escalated": a.escalated,
+                })
+            })
+        };
+        let escalated = [state.fall_alert, state.inactivity_alert]
+            .iter()
+            .flatten()
+            .any(|a| a.escalated && !a.acknowledged);
+        json!({
+            "fall": state.fall,
+            "fall_alert": alert(&state.fall_alert),
+            "inactivity_alert": alert(&state.inactivity_alert),
+            "escalated": escalated,
+            "cant_see": state.cant_see,
+            "muted": state.muted,
+        })
+    }
+
+    fn publish_state_if_changed(&mut self) {
+        let state = self.machine.state();
+        if self.last_state == Some(state) {
+            return;
+        }
+        self.last_state = Some(state);
+        let v = self.state_json(&state);
+        if let (Some(m), Some(t)) = (&self.mqtt, &self.topics) {
+            m.publish_live(t.state.clone(), v.to_string().into_bytes(), true);
+        }
+        self.update_heartbeat(None);
+    }
+
+    fn update_heartbeat(&self, at: Option<&Stamp>) {
+        let state = self.state_json(&self.machine.state());
+        let mut hb = self.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+        hb["state"] = state;
+        if let Some(at) = at {
+            hb["time"] = json!(at.unix);
+            if let Some(first) = self.first_mono {
+                hb["uptime_seconds"] = json!((at.mono - first).max(0.0).round());
+            }
+        }
+        let (m, w, e) = self.pending_deliveries();
+        hb["outbox"] = json!({"mqtt": m, "webhook": w, "webhook_escalation": e});
+    }
+
+    fn maybe_stats(&mut self, at: &Stamp) {
+        let first = *self.first_mono.get_or_insert(at.mono);
+        let due = self.next_stats_mono.map_or(true, |t| at.mono >= t);
+        if !due {
+            return;
+        }
+        self.next_stats_mono = Some(at.mono + self.cfg.stats_interval_seconds);
+        self.update_heartbeat(Some(at));
+        let Some(m) = &self.mqtt else {
+            return;
+        };
+        let Some(topics) = &self.topics else {
+            return;
+        };
+        let (om, ow, oe) = self.pending_deliveries();
+        let webhook_delivered = self
+            .webhook
+            .as_ref()
+            .map_or(0, |w| w.status.delivered.load(Ordering::Relaxed));
+        let stats = json!({
+            "node": self.cfg.node_id,
+            "time": at.unix,
+            "uptime_seconds": (at.mono - first).max(0.0).round(),
+            "observations": self.counters.observations,
+            "cant_see_observations": self.counters.cant_see_observations,
+            "records": self.counters.records,
+            "state": self.state_json(&self.machine.state()),
+            "mqtt_connected": m.status.connected.load(Ordering::Relaxed),
+            "delivered": {
+                "mqtt": m.status.delivered.load(Ordering::Relaxed),
+                "webhook": webhook_delivered,
+            },
+            "outbox": {"mqtt": om, "webhook": ow, "webhook_escalation": oe},
+            "errors": {"event_log": self.counters.log_errors, "outbox": self.counters.outbox_errors},
+            "pipeline": self.pipeline_stats,
+        });
+        m.publish_live(topics.stats.clone(), stats.to_string().into_bytes(), false);
+    }
+}
+
+fn with_topic(v: &Value, topic: &str) -> Value {
+    let mut v = v.clone();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("topic".into(), json!(topic));
+    }
+    v
+}
+
+impl Drop for HomeMonitor {
+    fn drop(&mut self) {
+        self.stop_channels();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monitor(dir: &std::path::Path) -> HomeMonitor {
+        let cfg = HomeConfig {
+            state_dir: dir.to_path_buf(),
+            ..HomeConfig::default()
+        };
+        HomeMonitor::start(cfg, HomeSecrets::default()).unwrap()
+    }
+
+    fn obs(t: f64, lying: f32, up: bool) -> PersonObservation {
+        PersonObservation {
+            at: Stamp::synthetic(t, 12.0 * 3600.0),
+            view: View::Seen {
+                lying,
+                lying_threshold: 0.3,
+                up,
+            },
+        }
+    }
+
+    fn records(dir: &std::path::Path) -> Vec<EventRecord> {
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_fall_is_spoken_logged_and_alerted_with_one_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        let mut said = Vec::new();
+        let mut t = 0.0;
+        while t < 5.0 {
+            said.extend(m.observe(&obs(t, 0.1, true)));
+            t += 0.5;
+        }
+        while t < 50.0 {
+            said.extend(m.observe(&obs(t, 0.5, false)));
+            t += 0.5;
+        }
+        assert_eq!(
+            said.iter().map(|u| u.text.as_str()).collect::<Vec<_>>(),
+            vec![
+                "Are you all right? Press the button if you are.",
+                "I have sent an alert to your carer."
+            ]
+        );
+        assert_eq!(said[0].urgency, Urgency::Urgent);
+        let ack = HomeCommand::Acknowledge {
+            source: CommandSource::Mqtt,
+            by: "Anna".into(),
+            id: None,
+        };
+        let said = m.command(&Stamp::synthetic(t, 12.0 * 3600.0), ack);
+        assert_eq!(said[0].text, "Your carer has seen the alert.");
+        while t < 80.0 {
+            m.observe(&obs(t, 0.1, true));
+            t += 0.5;
+        }
+        let recs = records(dir.path());
+        let steps: Vec<Step> = recs.iter().map(|r| r.step).collect();
+        assert_eq!(
+            steps,
+            vec![
+                Step::CheckIn,
+                Step::Alert,
+                Step::Acknowledged,
+                Step::Resolved
+            ]
+        );
+        assert!(recs.iter().all(|r| r.id == recs[0].id));
+        assert_eq!(
+            recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(recs[0].update, UpdateType::New);
+        assert_eq!(recs[3].update, UpdateType::End);
+        assert!(recs[0].id.starts_with("clipsight-"));
+        assert!(recs[0].id.ends_with("-fall"));
+        // The fall started when lying was first seen, 5 s after the synthetic start.
+        assert!(
+            (recs[0].start_time - (clock::SYNTHETIC_EPOCH_UNIX + 12.0 * 3600.0 + 5.0)).abs() < 1e-6
+        );
+        assert_eq!(recs[1].alert.state, AlertState::Active);
+        assert_eq!(recs[2].alert.acknowledged_by.as_deref(), Some("Anna"));
+        assert_eq!(recs[3].alert.state, AlertState::Resolved);
+        assert_eq!(recs[3].scores.lying_max, Some(0.5));
+        assert!(recs[3].end_time.is_some());
+        assert_eq!(m.state().fall, fall::FallPhase::Watching);
+        m.shutdown();
+    }
+
+    #[test]
+    fn the_monitor_can_move_to_the_pipeline_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HomeMonitor>();
+        assert_send::<HomeCommand>();
+    }
+
+    #[test]
+    fn acknowledge_by_unknown_id_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        let said = m.command(
+            &Stamp::synthetic(1.0, 0.0),
+            HomeCommand::Acknowledge {
+                source: CommandSource::Mqtt,
+                by: "x".into(),
+                id: Some("nope".into()),
+            },
+        );
+        assert!(said.is_empty());
+    }
+
+    #[test]
+    fn bad_config_fails_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = HomeConfig {
+            state_dir: dir.path().to_path_buf(),
+            ..HomeConfig::default()
+        };
+        cfg.fall.checkin_seconds = f64::NAN;
+        let e = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap_err();
+        assert!(e.to_string().contains("checkin_seconds"), "{e}");
+    }
+}

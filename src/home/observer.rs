@@ -1,0 +1,126 @@
+//! The home monitor as a pipeline [`Observer`]: decisions in, check-ins and alerts out.
+//!
+//! Per frame it reads the decision engine's smoothed score of the fall label (the
+//! `fall_label` of `[home]`, a `person` label of the loaded banks) and whether any other
+//! person label ("person standing", "person sitting", "person") is in view, and hands that to
+//! [`HomeMonitor::observe`]. A frame too dark to judge becomes [`View::CantSee`], never "nobody
+//! is lying down". Once a second it runs the monitor's timers and the commands that arrived on
+//! the MQTT `set` topic. "OK" and "acknowledge" controls (button, control socket, stdin) become
+//! [`HomeCommand`]s. Time is the monitor's own clock, so timers also run while no frame arrives.
+
+use crate::decide::{Kind, Utterance};
+use crate::home::fall::{CommandSource, PersonObservation, View};
+use crate::home::{HomeClock, HomeCommand, HomeMonitor, Urgency};
+use crate::pipeline::{Control, Observation, Observer};
+use crate::prompts::Category;
+
+/// Timers and MQTT commands are looked at this often, in seconds.
+const TICK_S: f64 = 1.0;
+
+pub struct HomeObserver {
+    monitor: HomeMonitor,
+    clock: HomeClock,
+    fall_label: String,
+    last_tick: f64,
+}
+
+impl HomeObserver {
+    pub fn new(monitor: HomeMonitor, fall_label: String) -> Self {
+        HomeObserver {
+            monitor,
+            clock: HomeClock::new(),
+            fall_label,
+            last_tick: f64::NEG_INFINITY,
+        }
+    }
+
+    fn convert(said: Vec<crate::home::Utterance>, t: f64) -> Vec<Utterance> {
+        said.into_iter()
+            .map(|u| {
+                let urgent = u.urgency == Urgency::Urgent;
+                Utterance {
+                    text: u.text,
+                    kind: if urgent { Kind::CheckIn } else { Kind::Status },
+                    priority: if urgent { 250 } else { 0 },
+                    t,
+                    interrupt: urgent,
+                    earcon: urgent,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Observer for HomeObserver {
+    fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance> {
+        let at = self.clock.now();
+        let view =
+            if obs.dark {
+                View::CantSee
+            } else {
+                match obs.labels.iter().position(|l| l.label == self.fall_label) {
+                    Some(i) => View::Seen {
+                        lying: obs.smoothed[i],
+                        lying_threshold: obs.labels[i].z_threshold,
+                        up: obs.labels.iter().enumerate().any(|(j, l)| {
+                            j != i && l.category == Category::Person && obs.present[j]
+                        }),
+                    },
+                    None => View::CantSee,
+                }
+            };
+        let mut said = self.monitor.observe(&PersonObservation { at, view });
+        said.extend(self.tick_due(at.mono));
+        Self::convert(said, obs.t)
+    }
+
+    fn control(&mut self, control: Control, t: f64) -> Vec<Utterance> {
+        let cmd = match control {
+            Control::Ok => HomeCommand::Cancel {
+                source: CommandSource::Button,
+            },
+            Control::Acknowledge => HomeCommand::Acknowledge {
+                source: CommandSource::Button,
+                by: "local".into(),
+                id: None,
+            },
+            _ => return Vec::new(),
+        };
+        let at = self.clock.now();
+        Self::convert(self.monitor.command(&at, cmd), t)
+    }
+
+    fn tick(&mut self, t: f64) -> Vec<Utterance> {
+        let now = self.clock.now().mono;
+        Self::convert(self.tick_due(now), t)
+    }
+
+    /// Stops the channels cleanly (publishes `offline`).
+    fn finish(self: Box<Self>) {
+        self.monitor.shutdown();
+    }
+}
+
+impl HomeObserver {
+    fn tick_due(&mut self, mono: f64) -> Vec<crate::home::Utterance> {
+        if mono - self.last_tick < TICK_S {
+            return Vec::new();
+        }
+        self.last_tick = mono;
+        let at = self.clock.now();
+        let mut said = self.monitor.tick(&at);
+        let commands = self.monitor.commands();
+        while let Ok(cmd) = commands.try_recv() {
+            said.extend(self.monitor.command(&at, cmd));
+        }
+        said
+    }
+}
+
+impl std::fmt::Debug for HomeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HomeObserver")
+            .field("fall_label", &self.fall_label)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,511 @@
+//! Test harness: a real mosquitto on loopback, an MQTT subscriber, a tiny HTTP server, a log
+//! capture, and synthetic observation streams.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use clipsight::home::config::{HomeConfig, MqttConfig};
+use clipsight::home::{HomeMonitor, PersonObservation, Stamp, Utterance, View};
+use crossbeam_channel::Receiver;
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+/// The broker binary (override with `CLIPSIGHT_MOSQUITTO`).
+pub fn mosquitto_path() -> PathBuf {
+    std::env::var_os("CLIPSIGHT_MOSQUITTO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
+}
+
+/// Longest any wait in these tests lasts.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Polls `f` every 20 ms until it returns Some, or panics after `WAIT` naming `what`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A mosquitto process on 127.0.0.1; killed on drop.
+pub struct Broker {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker; `extra` is appended to its config (e.g. a password file).
+    pub fn start(extra: &str) -> Broker {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// A broker that is configured but not running yet.
+    pub fn configured(port: u16, extra: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        let mut text = format!(
+            "listener {port} 127.0.0.1\nlog_dest file {}\n",
+            dir.path().join("mosquitto.log").display()
+        );
+        // As root, mosquitto would switch to the `mosquitto` user, which cannot read our
+        // private temporary directory.
+        text.push_str("user root\n");
+        if !extra.contains("allow_anonymous") {
+            text.push_str("allow_anonymous true\n");
+        }
+        if !extra.contains("persistence") {
+            text.push_str("persistence false\n");
+        }
+        text.push_str(extra);
+        std::fs::write(&conf, text).unwrap();
+        Broker {
+            port,
+            dir,
+            conf,
+            child: None,
+        }
+    }
+
+    pub fn start_on(port: u16, extra: &str) -> Broker {
+        let mut b = Self::configured(port, extra);
+        b.run();
+        b
+    }
+
+    /// Starts (or restarts) the process and waits until it accepts connections.
+    pub fn run(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let bin = mosquitto_path();
+        assert!(
+            bin.exists(),
+            "{} not found: install mosquitto (apt-get install mosquitto) or set CLIPSIGHT_MOSQUITTO",
+            bin.display()
+        );
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// Stops it gracefully (SIGTERM: a persistent broker saves its sessions) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One message a subscriber saw.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+impl Msg {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An MQTT client in a thread that records everything on its subscriptions.
+pub struct Subscriber {
+    pub client: Client,
+    msgs: Arc<Mutex<Vec<Msg>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub struct SubOptions<'a> {
+    pub id: &'a str,
+    pub clean: bool,
+    pub credentials: Option<(&'a str, &'a str)>,
+}
+
+impl Subscriber {
+    pub fn connect(port: u16, topics: &[&str]) -> Subscriber {
+        Self::connect_with(
+            port,
+            topics,
+            SubOptions {
+                id: &format!("test-sub-{}", free_port()),
+                clean: true,
+                credentials: None,
+            },
+        )
+    }
+
+    /// Connects and waits until the subscriptions are acknowledged.
+    pub fn connect_with(port: u16, topics: &[&str], o: SubOptions<'_>) -> Subscriber {
+        let mut opts = MqttOptions::new(o.id, "127.0.0.1", port);
+        opts.set_clean_session(o.clean)
+            .set_keep_alive(Duration::from_secs(5));
+        if let Some((u, p)) = o.credentials {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut conn) = Client::new(opts, 64);
+        for t in topics {
+            client.subscribe(*t, QoS::AtLeastOnce).unwrap();
+        }
+        let msgs = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sub_tx, sub_rx) = crossbeam_channel::unbounded();
+        let thread = {
+            let msgs = msgs.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match conn.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                            msgs.lock().unwrap().push(Msg {
+                                topic: p.topic.clone(),
+                                payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                retain: p.retain,
+                            });
+                        }
+                        Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                            let _ = sub_tx.send(());
+                        }
+                        Ok(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
+                        _ => {}
+                    }
+                }
+            })
+        };
+        for _ in topics {
+            sub_rx.recv_timeout(WAIT).expect("SUBACK");
+        }
+        Subscriber {
+            client,
+            msgs,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Msg> {
+        self.msgs.lock().unwrap().clone()
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<Msg> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+
+    /// Waits until a message on `topic` satisfies `pred`; returns it.
+    pub fn wait_for(&self, topic: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
+        wait_for(&format!("a matching message on {topic}"), || {
+            self.on(topic).into_iter().find(|m| pred(m))
+        })
+    }
+
+    pub fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .unwrap();
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A home config for tests: state in `dir`, MQTT on `port` under `prefix`, quick reconnects.
+pub fn home_config(dir: &Path, port: Option<u16>, prefix: &str) -> HomeConfig {
+    HomeConfig {
+        node_id: prefix.replace('/', "-"),
+        state_dir: dir.to_path_buf(),
+        mqtt: port.map(|port| MqttConfig {
+            host: "127.0.0.1".into(),
+            port,
+            topic_prefix: prefix.into(),
+            discovery_prefix: format!("{prefix}-ha"),
+            reconnect_min_seconds: 0.2,
+            reconnect_max_seconds: 0.5,
+            ..MqttConfig::default()
+        }),
+        ..HomeConfig::default()
+    }
+}
+
+/// Drives a monitor with synthetic frames (2 per second) and synthetic time.
+pub struct Feed {
+    pub t: f64,
+    pub said: Vec<Utterance>,
+}
+
+pub const THRESHOLD: f32 = 0.3;
+const FRAME_S: f64 = 0.5;
+/// Synthetic days start at noon (no inactivity window in play).
+const NOON: f64 = 12.0 * 3600.0;
+
+impl Feed {
+    pub fn new() -> Feed {
+        Feed {
+            t: 0.0,
+            said: Vec::new(),
+        }
+    }
+
+    pub fn at(&self) -> Stamp {
+        Stamp::synthetic(self.t, NOON)
+    }
+
+    pub fn run(&mut self, m: &mut HomeMonitor, seconds: f64, lying: f32, up: bool) {
+        let end = self.t + seconds;
+        while self.t < end {
+            self.t += FRAME_S;
+            let obs = PersonObservation {
+                at: self.at(),
+                view: View::Seen {
+                    lying,
+                    lying_threshold: THRESHOLD,
+                    up,
+                },
+            };
+            self.said.extend(m.observe(&obs));
+        }
+    }
+
+    pub fn up(&mut self, m: &mut HomeMonitor, seconds: f64) {
+        self.run(m, seconds, 0.1, true);
+    }
+
+    pub fn lying(&mut self, m: &mut HomeMonitor, seconds: f64) {
+        self.run(m, seconds, 0.55, false);
+    }
+
+    /// Routes commands that arrived on the monitor's channel, as the pipeline would.
+    pub fn route_commands(
+        &mut self,
+        m: &mut HomeMonitor,
+        rx: &Receiver<clipsight::home::HomeCommand>,
+    ) -> usize {
+        let mut n = 0;
+        while let Ok(cmd) = rx.try_recv() {
+            let at = self.at();
+            self.said.extend(m.command(&at, cmd));
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Records every log line of the process (all crates, all levels) for the secrets test.
+pub struct CaptureLogger {
+    pub lines: Mutex<Vec<String>>,
+}
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        if record.level() <= log::Level::Warn && record.target().starts_with("clipsight") {
+            eprintln!("{line}");
+        }
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+pub static LOGGER: CaptureLogger = CaptureLogger {
+    lines: Mutex::new(Vec::new()),
+};
+
+/// Installs [`LOGGER`] at trace level for the whole test binary (once).
+pub fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// One HTTP request the test server received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A one-thread HTTP/1.1 server on loopback that answers with scripted status codes (then
+/// 200) and records each request.
+pub struct HttpServer {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start(script: Vec<u16>) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let requests = requests.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut script = script.into_iter();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            if let Some(req) = read_request(&stream) {
+                                let status = script.next().unwrap_or(200);
+                                let reply = format!(
+                                    "HTTP/1.1 {status} S\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                                );
+                                let mut s = &stream;
+                                let _ = s.write_all(reply.as_bytes());
+                                requests.lock().unwrap().push(req);
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        HttpServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    })
+}

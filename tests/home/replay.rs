@@ -1,0 +1,121 @@
+//! The home profile end to end through the real binary: replayed frames, the live pipeline,
+//! the fall monitor, a real mosquitto. The default bundle cannot see a person lying down, so
+//! this uses the tiny test model and a bank built for the test: "person lying on the floor"
+//! is the embedding of one photo (the dog) and "person standing" of another (the giraffes).
+//! What is tested is the chain frames → scores → fall timers → spoken check-in → one alert.
+
+use std::path::{Path, PathBuf};
+
+use clipsight::bank::{Bank, BankEntry};
+use clipsight::bundle::Bundle;
+use clipsight::config::RunConfig;
+use clipsight::decode::{decode_file, DecodeLimits};
+use clipsight::embedder::ImageEmbedder;
+use clipsight::encode::TractImageEncoder;
+use clipsight::prompts::Category;
+use clipsight::speech::SpeakerKind;
+
+use crate::common::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn photo(name: &str) -> PathBuf {
+    root().join("tests/fixtures/photos").join(name)
+}
+
+/// A bank whose two person states are two photos' own embeddings.
+fn test_bank(model: &Path, out: &Path) {
+    let bundle = Bundle::load(model).unwrap();
+    let enc = TractImageEncoder::load(&bundle).unwrap();
+    let mut e = ImageEmbedder::new((&bundle.manifest.image).into(), Box::new(enc)).unwrap();
+    let mut emb = Vec::new();
+    for p in ["dog.jpg", "giraffe.jpg"] {
+        let img = decode_file(&photo(p), DecodeLimits::default()).unwrap();
+        emb.push(e.embed((&img).into()).unwrap().to_vec());
+    }
+    let cross: f32 = emb[0].iter().zip(&emb[1]).map(|(a, b)| a * b).sum();
+    let entry = |label: &str| BankEntry {
+        label: label.into(),
+        category: Category::Person,
+        priority: 50,
+        say: format!("{label}."),
+        threshold: cross + (1.0 - cross) / 2.0,
+        neg_mean: cross,
+        neg_std: (1.0 - cross) / 4.0,
+    };
+    let bank = Bank::new(
+        "home-test".into(),
+        bundle.identity(),
+        "built for the test".into(),
+        vec![entry("person lying on the floor"), entry("person standing")],
+        bundle.manifest.embedding.dim,
+        emb.concat(),
+    )
+    .unwrap();
+    bank.save(out).unwrap();
+}
+
+#[test]
+fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
+    let broker = Broker::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "replay/home";
+    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+    let model = root().join("tests/fixtures/tiny-clip");
+    let bank = dir.path().join("home-test.safetensors");
+    test_bank(&model, &bank);
+    // 1 s standing, then 5 s on the floor, at 10 fps.
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..60 {
+        let p = if i < 10 { "giraffe.jpg" } else { "dog.jpg" };
+        std::fs::copy(photo(p), frames.join(format!("{i:04}.jpg"))).unwrap();
+    }
+    let mut home = home_config(&dir.path().join("state"), Some(broker.port), prefix);
+    home.fall.lying_seconds = 1.0;
+    home.fall.checkin_seconds = 1.5;
+    home.fall.ack_seconds = 100_000.0;
+    let config = RunConfig {
+        model: Some(model),
+        banks: vec![bank],
+        source: Some(frames.to_string_lossy().into()),
+        fps: Some(10.0),
+        speaker: Some(SpeakerKind::Wav),
+        speech_dir: Some(dir.path().join("speech")),
+        home: Some(home),
+        ..Default::default()
+    };
+    let config_path = dir.path().join("home.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
+    assert!(transcript.contains("Are you all right?"), "{transcript}");
+    let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
+    assert_eq!(alert["label"], "person lying on the floor");
+    assert_eq!(alert["step"], "alert");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let alerts = sub.on(&format!("{prefix}/alerts"));
+    let ids: std::collections::HashSet<_> = alerts
+        .iter()
+        .map(|m| m.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "one fall, one incident: {alerts:?}");
+    assert_eq!(
+        alerts.iter().filter(|m| m.json()["type"] == "new").count(),
+        1
+    );
+    // The event log on disk has the same story.
+    let log = std::fs::read_to_string(dir.path().join("state/events.jsonl")).unwrap_or_default();
+    assert!(log.contains("person lying on the floor"), "{log}");
+}

@@ -1,0 +1,255 @@
+//! Fault injection: a frame source whose frames fail, stall, arrive late or in bursts. The
+//! pipeline must survive, say that the camera was lost and is back, and still announce a
+//! hazard that appears after the faults. Runs the real pipeline (tiny model, tract) with a
+//! bank built for the test and a speaker that records what it is asked to say.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clipsight::bank::{Bank, BankEntry};
+use clipsight::bundle::Bundle;
+use clipsight::capture::{CaptureError, Frame, FrameSource};
+use clipsight::decide::{DecisionConfig, Utterance};
+use clipsight::decode::{decode_file, DecodeLimits};
+use clipsight::embedder::ImageEmbedder;
+use clipsight::encode::TractImageEncoder;
+use clipsight::pipeline::{Pipeline, PipelineConfig};
+use clipsight::prompts::Category;
+use clipsight::speech::{Speaker, SpeechError, SpeechThread, VoiceConfig};
+use image::RgbImage;
+
+use crate::common::*;
+
+#[derive(Clone)]
+enum Step {
+    /// A frame of this photo, paced at 10 fps.
+    Frame(&'static str),
+    /// An unreadable frame.
+    Bad,
+    /// The camera delivers nothing for this long.
+    Stall(Duration),
+    /// The camera drops out (the source reports a disconnect, then recovers).
+    Lost,
+    /// Frames with no pause between them.
+    Burst(&'static str, usize),
+    /// A frame that arrives this late.
+    Late(&'static str, Duration),
+}
+
+struct Faulty {
+    steps: VecDeque<Step>,
+    photos: std::collections::HashMap<&'static str, RgbImage>,
+    start: Instant,
+    seq: u64,
+    burst: Option<(&'static str, usize)>,
+}
+
+impl Faulty {
+    fn frame(&mut self, photo: &'static str) -> Frame {
+        self.seq += 1;
+        Frame {
+            seq: self.seq,
+            t: self.start.elapsed().as_secs_f64(),
+            image: self.photos[photo].clone(),
+        }
+    }
+}
+
+impl FrameSource for Faulty {
+    fn next(&mut self) -> Result<Option<Frame>, CaptureError> {
+        if let Some((photo, left)) = self.burst.take() {
+            if left > 1 {
+                self.burst = Some((photo, left - 1));
+            }
+            return Ok(Some(self.frame(photo)));
+        }
+        loop {
+            let Some(step) = self.steps.pop_front() else {
+                return Ok(None);
+            };
+            match step {
+                Step::Frame(p) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Ok(Some(self.frame(p)));
+                }
+                Step::Bad => return Err(CaptureError::BadFrame("corrupt MJPG frame".into())),
+                Step::Stall(d) => std::thread::sleep(d),
+                Step::Lost => return Err(CaptureError::Disconnected("unplugged".into())),
+                Step::Burst(p, n) => {
+                    self.burst = Some((p, n));
+                    return self.next();
+                }
+                Step::Late(p, d) => {
+                    std::thread::sleep(d);
+                    return Ok(Some(self.frame(p)));
+                }
+            }
+        }
+    }
+    fn describe(&self) -> String {
+        "fault-injecting test source".into()
+    }
+}
+
+struct Recorder(Arc<Mutex<Vec<(Instant, String)>>>);
+
+impl Speaker for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn say(&mut self, u: &Utterance) -> Result<(), SpeechError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), u.text.clone()));
+        Ok(())
+    }
+    fn is_speaking(&mut self) -> bool {
+        false
+    }
+    fn stop(&mut self) {}
+}
+
+#[test]
+fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
+    let bundle = Bundle::load(tiny_model()).unwrap();
+    let enc = TractImageEncoder::load(&bundle).unwrap();
+    let mut embedder = ImageEmbedder::new((&bundle.manifest.image).into(), Box::new(enc)).unwrap();
+    let names = ["dog.jpg", "bus.jpg", "giraffe.jpg"];
+    let mut photos = std::collections::HashMap::new();
+    let mut emb = Vec::new();
+    for n in names {
+        let img = decode_file(&fixtures().join("photos").join(n), DecodeLimits::default()).unwrap();
+        emb.push(embedder.embed((&img).into()).unwrap().to_vec());
+        photos.insert(n, img);
+    }
+    // A bank built for the test: each label is one photo's own embedding, calibrated so that
+    // only that photo passes.
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let entry = |i: usize, label: &str, category| {
+        let neg = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| cos(&emb[i], &emb[j]))
+            .fold(f32::MIN, f32::max);
+        BankEntry {
+            label: label.into(),
+            category,
+            priority: category.default_priority(),
+            say: if category == Category::Hazard {
+                format!("Caution: {label}.")
+            } else {
+                format!("{label}.")
+            },
+            threshold: neg + (1.0 - neg) / 2.0,
+            neg_mean: neg,
+            neg_std: (1.0 - neg) / 4.0,
+        }
+    };
+    let bank = Bank::new(
+        "faults".into(),
+        bundle.identity(),
+        "built for the test".into(),
+        vec![
+            entry(0, "dog", Category::Object),
+            entry(1, "bus", Category::Hazard),
+            entry(2, "giraffe", Category::Object),
+        ],
+        bundle.manifest.embedding.dim,
+        emb.concat(),
+    )
+    .unwrap();
+
+    let steps = vec![
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Frame("dog.jpg"),
+        Step::Bad,
+        Step::Bad,
+        Step::Bad,
+        Step::Stall(Duration::from_millis(1500)),
+        Step::Lost,
+        Step::Frame("giraffe.jpg"),
+        Step::Burst("giraffe.jpg", 30),
+        Step::Late("giraffe.jpg", Duration::from_millis(700)),
+        Step::Frame("giraffe.jpg"),
+        Step::Frame("giraffe.jpg"),
+        Step::Frame("giraffe.jpg"),
+        Step::Frame("giraffe.jpg"),
+        Step::Frame("giraffe.jpg"),
+        Step::Frame("bus.jpg"),
+        Step::Frame("bus.jpg"),
+        Step::Frame("bus.jpg"),
+        Step::Frame("bus.jpg"),
+        Step::Frame("bus.jpg"),
+        Step::Frame("bus.jpg"),
+    ];
+    let source = Faulty {
+        steps: steps.into(),
+        photos,
+        start: Instant::now(),
+        seq: 0,
+        burst: None,
+    };
+    let config = PipelineConfig {
+        stall_s: 1.0,
+        decision: DecisionConfig {
+            dwell_s: 0.2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pipeline = Pipeline::new(config, embedder, vec![bank], None).unwrap();
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let speech = SpeechThread::spawn(
+        vec![Box::new(Recorder(said.clone()))],
+        &VoiceConfig::default(),
+    )
+    .unwrap();
+    let (_ctx, crx) = crossbeam_channel::bounded(1);
+    let stats = pipeline
+        .run(
+            Box::new(source),
+            &speech.tx,
+            &crx,
+            Arc::new(AtomicBool::new(false)),
+            &mut |_| {},
+        )
+        .unwrap();
+    speech.finish();
+    let said: Vec<String> = said
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    eprintln!("{said:?}\n{stats:?}");
+
+    assert_eq!(stats.frames.bad, 3, "bad frames are counted and skipped");
+    assert!(
+        stats.frames.dropped > 0,
+        "a burst drops stale frames: {:?}",
+        stats.frames
+    );
+    let pos = |s: &str| {
+        said.iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s:?} not said: {said:?}"))
+    };
+    assert_eq!(pos("Ready."), 0);
+    let dog = pos("dog.");
+    let lost = pos("Camera lost.");
+    let back = pos("Camera back.");
+    let hazard = pos("Caution: bus.");
+    assert!(dog < lost && lost < back && back < hazard, "{said:?}");
+    assert_eq!(
+        said.iter().filter(|s| *s == "Camera lost.").count(),
+        1,
+        "said once per outage"
+    );
+}
