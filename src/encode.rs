@@ -5,6 +5,9 @@
 //! L2-normalized. The image input tensor is kept and rewritten in place, so encoding a frame
 //! allocates nothing in this crate. Failures are [`EncodeError`]s naming the model file.
 //!
+//! [`load_image_encoder`] picks the runtime of an image encoder ([`Backend`]): tract (the
+//! default, here) or onnxruntime (`encode_ort`, behind the `ort` cargo feature), and how many
+//! threads its matrix products use.
 //! The image tower runs on the CPU, or on an NVIDIA GPU through tract's CUDA backend when the
 //! crate is built with the `cuda` feature and [`Device::Cuda`] is asked for; asking for it in
 //! a build without the feature is [`EncodeError::NotCompiled`].
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 
 // Links tract's CUDA backend, which registers the "cuda" runtime with tract-core.
 #[cfg(feature = "cuda")]
@@ -46,12 +50,125 @@ pub enum EncodeError {
     BadInput { expected: usize, found: usize },
     #[error("{path}: the model produced a non-finite embedding")]
     NonFinite { path: PathBuf },
-    #[error("device {device}: clipsight was not compiled with {backend} support (cargo feature `{feature}`)")]
+    #[error("clipsight was not compiled with {what} support (cargo feature `{feature}`)")]
     NotCompiled {
-        device: Device,
-        backend: &'static str,
+        what: &'static str,
         feature: &'static str,
     },
+    #[error("cannot start {threads} inference threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+/// Which runtime runs an image encoder.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// tract, pure Rust (the default).
+    #[default]
+    Tract,
+    /// onnxruntime, loaded at run time from its shared library (cargo feature `ort`).
+    Ort,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Ort => "ort",
+        }
+    }
+}
+
+/// How to run an image encoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderOptions {
+    pub backend: Backend,
+    /// Where tract runs it (the ort backend runs on the CPU).
+    pub device: Device,
+    /// Threads for the matrix products; 1 runs everything on the calling thread.
+    pub threads: usize,
+    /// onnxruntime's shared library, for [`Backend::Ort`]; `None`: `libonnxruntime` from the
+    /// system's library path.
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            backend: Backend::Tract,
+            device: Device::Cpu,
+            threads: 1,
+            ort_library: None,
+        }
+    }
+}
+
+/// A bare image-encoder graph: input `[1, 3, size, size]` f32, output `[1, dim]` f32.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageGraph {
+    pub path: PathBuf,
+    pub input: String,
+    pub output: String,
+    pub size: usize,
+    /// The embedding size; `None`: read it from the graph.
+    pub dim: Option<usize>,
+}
+
+impl ImageGraph {
+    /// The image tower of a bundle.
+    pub fn of_bundle(bundle: &Bundle) -> Self {
+        let m = &bundle.manifest;
+        ImageGraph {
+            path: bundle.image_path(),
+            input: m.image.input.clone(),
+            output: m.image.output.clone(),
+            size: m.image.size as usize,
+            dim: Some(m.embedding.dim),
+        }
+    }
+}
+
+/// Loads an image encoder with the runtime and threads `options` name.
+pub fn load_image_encoder(
+    graph: &ImageGraph,
+    options: &EncoderOptions,
+) -> Result<Box<dyn ImageEncoder>, EncodeError> {
+    match options.backend {
+        Backend::Tract => Ok(Box::new(TractImageEncoder::load_graph(
+            graph,
+            options.threads,
+            options.device,
+        )?)),
+        #[cfg(feature = "ort")]
+        Backend::Ort => Ok(Box::new(crate::encode_ort::OrtImageEncoder::load(
+            graph,
+            options.threads,
+            options.ort_library.as_deref(),
+        )?)),
+        #[cfg(not(feature = "ort"))]
+        Backend::Ort => Err(EncodeError::NotCompiled {
+            what: "onnxruntime",
+            feature: "ort",
+        }),
+    }
+}
+
+/// A pool of `threads` threads for tract's matrix products; `None` for one thread.
+fn executor(threads: usize) -> Result<Option<Executor>, EncodeError> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tract-{i}"))
+        .build()
+        .map(|pool| Some(Executor::MultiThread(Arc::new(pool))))
+        .map_err(|e| EncodeError::Threads {
+            threads,
+            message: e.to_string(),
+        })
 }
 
 /// Where an encoder runs.
@@ -94,6 +211,7 @@ fn load_plan(
     inputs: &[(&str, InferenceFact)],
     output: &str,
     device: Device,
+    threads: usize,
 ) -> Result<Plan, EncodeError> {
     let load = |e: TractError| EncodeError::Load {
         path: path.to_path_buf(),
@@ -130,12 +248,18 @@ fn load_plan(
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
     match device {
-        Device::Cpu => model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .and_then(|p| p.spawn())
-            .map(|s| Box::new(s) as Plan)
-            .map_err(load),
+        Device::Cpu => {
+            let options = RunOptions {
+                executor: executor(threads)?,
+                ..Default::default()
+            };
+            model
+                .into_optimized()
+                .and_then(|m| m.into_runnable_with_options(&options))
+                .and_then(|p| p.spawn())
+                .map(|s| Box::new(s) as Plan)
+                .map_err(load)
+        }
         Device::Cuda => cuda_plan(model, path),
     }
 }
@@ -162,9 +286,9 @@ fn cuda_plan(_model: InferenceModel, _path: &Path) -> Result<Plan, EncodeError> 
 }
 
 fn not_compiled(device: Device) -> EncodeError {
+    debug_assert_eq!(device, Device::Cuda);
     EncodeError::NotCompiled {
-        device,
-        backend: "CUDA",
+        what: "CUDA",
         feature: "cuda",
     }
 }
@@ -178,8 +302,14 @@ pub fn check_device(device: Device) -> Result<(), EncodeError> {
     }
 }
 
-/// Checks that the optimized plan's output is `[rows, dim]`.
-fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(), EncodeError> {
+/// Checks that the optimized plan's output is `[rows, dim]`; `dim: None` accepts any and
+/// returns it.
+fn check_output(
+    plan: &Plan,
+    path: &Path,
+    rows: usize,
+    dim: Option<usize>,
+) -> Result<usize, EncodeError> {
     let fact = plan
         .runnable()
         .output_fact(0)
@@ -188,18 +318,22 @@ fn check_output(plan: &Plan, path: &Path, rows: usize, dim: usize) -> Result<(),
             message: format!("{e:#}"),
         })?;
     let found = fact.shape.as_concrete().map(|s| s.to_vec());
-    if found.as_deref() != Some(&[rows, dim][..]) {
-        return Err(EncodeError::Shape {
+    match (found.as_deref(), dim) {
+        (Some(&[r, d]), Some(dim)) if r == rows && d == dim => Ok(d),
+        (Some(&[r, d]), None) if r == rows && d > 0 => Ok(d),
+        _ => Err(EncodeError::Shape {
             path: path.to_path_buf(),
             what: "output shape".into(),
-            expected: format!("[{rows}, {dim}] (embedding.dim = {dim})"),
+            expected: match dim {
+                Some(dim) => format!("[{rows}, {dim}] (embedding.dim = {dim})"),
+                None => format!("[{rows}, dim]"),
+            },
             found: format!("{:?}", fact.shape),
-        });
+        }),
     }
-    Ok(())
 }
 
-fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
+pub(crate) fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
     let norm = src.iter().map(|v| v * v).sum::<f32>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return Err(EncodeError::NonFinite {
@@ -229,15 +363,7 @@ impl TractImageEncoder {
 
     /// Loads a bundle's image tower on `device`.
     pub fn load_on(bundle: &Bundle, device: Device) -> Result<Self, EncodeError> {
-        let m = &bundle.manifest;
-        Self::load_file_on(
-            &bundle.image_path(),
-            &m.image.input,
-            &m.image.output,
-            m.image.size as usize,
-            m.embedding.dim,
-            device,
-        )
+        Self::load_graph(&ImageGraph::of_bundle(bundle), 1, device)
     }
 
     /// Loads a bare image encoder on the CPU: input `[1, 3, size, size]`, output `[1, dim]`.
@@ -248,23 +374,28 @@ impl TractImageEncoder {
         size: usize,
         dim: usize,
     ) -> Result<Self, EncodeError> {
-        Self::load_file_on(path, input, output, size, dim, Device::Cpu)
+        let graph = ImageGraph {
+            path: path.to_path_buf(),
+            input: input.to_string(),
+            output: output.to_string(),
+            size,
+            dim: Some(dim),
+        };
+        Self::load_graph(&graph, 1, Device::Cpu)
     }
 
-    /// [`TractImageEncoder::load_file`] on `device`.
-    pub fn load_file_on(
-        path: &Path,
-        input: &str,
-        output: &str,
-        size: usize,
-        dim: usize,
+    /// Loads an image encoder on `device` whose matrix products use `threads` threads.
+    pub fn load_graph(
+        graph: &ImageGraph,
+        threads: usize,
         device: Device,
     ) -> Result<Self, EncodeError> {
         check_device(device)?;
         let start = Instant::now();
+        let (path, size) = (graph.path.as_path(), graph.size);
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
-        let plan = load_plan(path, &[(input, fact)], output, device)?;
-        check_output(&plan, path, 1, dim)?;
+        let plan = load_plan(path, &[(&graph.input, fact)], &graph.output, device, threads)?;
+        let dim = check_output(&plan, path, 1, graph.dim)?;
         let input =
             Arc::new(
                 Tensor::zero::<f32>(&[1, 3, size, size]).map_err(|e| EncodeError::Load {
@@ -392,8 +523,8 @@ impl TractTextEncoder {
         if let Some(name) = &m.text.token_type_ids {
             inputs.push((name.as_str(), fact()));
         }
-        let plan = load_plan(&path, &inputs, &m.text.output, Device::Cpu)?;
-        check_output(&plan, &path, batch, m.embedding.dim)?;
+        let plan = load_plan(&path, &inputs, &m.text.output, Device::Cpu, 1)?;
+        check_output(&plan, &path, batch, Some(m.embedding.dim))?;
         let load_time = start.elapsed();
         log::info!("loaded {} in {load_time:.2?}", path.display());
         Ok(TractTextEncoder {

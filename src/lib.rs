@@ -7,6 +7,7 @@
 //! monitor, event log and caregiver channels (MQTT, webhook).
 
 pub mod bank;
+pub mod bench;
 pub mod build_bank;
 pub mod bundle;
 pub mod calibrate;
@@ -19,6 +20,8 @@ pub mod decide;
 pub mod decode;
 pub mod embedder;
 pub mod encode;
+#[cfg(feature = "ort")]
+pub mod encode_ort;
 pub mod gate;
 pub mod home;
 pub mod matching;

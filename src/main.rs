@@ -53,6 +53,8 @@ enum Command {
     Run(RunArgs),
     /// Send a command word to a running instance's control socket.
     Control(ControlArgs),
+    /// Time an image encoder per stage, replay the pipeline, compare with an fp32 reference.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -158,6 +160,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => run_classify(args),
         Command::EmbedPrompts(args) => run_embed(args),
         Command::Run(args) => run_live(args),
+        Command::Bench(args) => run_bench(args),
         Command::Control(args) => clipsight::controls::send_command(&args.socket, &args.command)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))
             .map(|reply| {
@@ -517,6 +520,98 @@ fn run_live(args: RunArgs) -> Result<ExitCode> {
     eprintln!("{}", stats.summary());
     if json {
         println!("{}", serde_json::to_string(&stats)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A model bundle: its image tower, preprocessing and names.
+    #[arg(long, required_unless_present = "onnx")]
+    model: Option<PathBuf>,
+    /// A bare image encoder (1×3×224×224 in, CLIP mean/std); with --model, that bundle's
+    /// preprocessing and names apply instead.
+    #[arg(long)]
+    onnx: Option<PathBuf>,
+    /// Input name of a bare encoder.
+    #[arg(long, default_value = "pixel_values")]
+    input: String,
+    /// Output name of a bare encoder.
+    #[arg(long, default_value = "image_embeds")]
+    output: String,
+    /// The fp32 encoder to compare embeddings with (same input and output).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// A prompt bank made with the reference model, for top-1 agreement (repeatable).
+    #[arg(long = "bank")]
+    banks: Vec<PathBuf>,
+    /// A folder of real photos.
+    #[arg(long, default_value = "prompts/calibration")]
+    photos: PathBuf,
+    /// The runtime. `ort` opens onnxruntime from ORT_DYLIB_PATH (or the system's).
+    #[arg(long, value_enum, default_value_t = clipsight::encode::Backend::Tract)]
+    backend: clipsight::encode::Backend,
+    /// Threads for the encoder's matrix products.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Where tract runs the encoder (`cuda` needs the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// Timed frames.
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
+    /// Untimed frames first (without --reference).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Pipeline replay rate (default: 1.25 × the encoder-only rate); 0 skips the replay.
+    #[arg(long)]
+    replay_fps: Option<f64>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_bench(args: BenchArgs) -> Result<ExitCode> {
+    use clipsight::bench::{BenchSpec, EncoderSource, PipelineRun};
+    let encoder = match (args.onnx, args.model) {
+        (Some(path), bundle) => EncoderSource::File {
+            path,
+            bundle,
+            input: args.input,
+            output: args.output,
+        },
+        (None, Some(dir)) => EncoderSource::Bundle(dir),
+        (None, None) => anyhow::bail!("give --model or --onnx"),
+    };
+    let spec = BenchSpec {
+        encoder,
+        options: clipsight::encode::EncoderOptions {
+            backend: args.backend,
+            device: args.device,
+            threads: args.threads,
+            ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        },
+        reference: args.reference,
+        banks: args.banks,
+        photos: args.photos,
+        iters: args.iters,
+        warmup: args.warmup,
+        pipeline: match args.replay_fps {
+            Some(fps) if fps <= 0.0 => PipelineRun::Off,
+            fps => PipelineRun::Replay { fps },
+        },
+    };
+    let bar = progress_bar(0, "loading");
+    let report = clipsight::bench::run(&spec, &mut |phase, done, total| {
+        bar.set_message(phase.as_str());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.to_text());
     }
     Ok(ExitCode::SUCCESS)
 }

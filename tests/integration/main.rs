@@ -1,5 +1,6 @@
 //! clipsight's integration tests: one binary, a module per topic.
 
+mod alloc;
 mod bombs;
 mod cli;
 mod common;

@@ -1,0 +1,697 @@
+//! `clipsight bench`: how fast, how big and how faithful an image encoder is on this machine.
+//!
+//! Input: a [`BenchSpec`] (an encoder: a bundle's or a bare ONNX file; the runtime and its
+//! threads; optionally an fp32 reference encoder and prompt banks; a folder of real photos).
+//! Output: a [`BenchReport`]:
+//! - load + optimize time of the encoder under test;
+//! - per-stage p50/p95 over `iters` frames: decode, preprocess, encode, match;
+//! - the preprocessing time of a 640×480 frame on its own;
+//! - encoder-only frames/s, and the frames/s of the real [`Pipeline`] replaying the photo
+//!   folder (change gate off, darkness check off, a log speaker), fed a little faster than the
+//!   encoder can go so the encoder is the bottleneck;
+//! - peak resident memory (`VmHWM`, reset after the reference encoder is dropped when the
+//!   kernel allows it);
+//! - with a reference: the cosine of each photo's embedding against the reference's, and with
+//!   banks, how often both pick the same top-1 label.
+//!
+//! Timings are measurements, never assertions. Failures are [`BenchError`]s; a photo that
+//! cannot be decoded is skipped and counted, as in the pipeline.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::bank::{Bank, BankEntry, BankError};
+use crate::bundle::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
+use crate::capture::{CaptureError, FolderSource, IMAGE_EXTENSIONS};
+use crate::decode::{decode_file, DecodeLimits};
+use crate::embedder::{EmbedError, ImageEmbedder};
+use crate::encode::{load_image_encoder, EncodeError, EncoderOptions, ImageGraph};
+use crate::gate::{DarkConfig, GateConfig};
+use crate::metrics::{Latency, Percentiles};
+use crate::pipeline::{Control, Pipeline, PipelineConfig, PipelineError};
+use crate::preprocess::{PreprocessSpec, Preprocessor, RgbView};
+use crate::prompts::Category;
+use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
+
+/// CLIP's normalization, for bare encoders.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// CLIP's logit scale, for bare encoders.
+pub const CLIP_LOGIT_SCALE: f32 = 100.0;
+/// The input size of a bare encoder.
+pub const BARE_SIZE: usize = 224;
+/// The pipeline replay is fed this much faster than the encoder-only rate, so that the encoder
+/// (not the replay clock) limits it.
+pub const REPLAY_OVERSPEED: f64 = 1.25;
+/// Labels of the stand-in bank used for the match stage when no bank is given (COCO's count).
+pub const SYNTHETIC_LABELS: usize = 80;
+/// The size of the frame whose preprocessing is timed on its own (a VGA camera frame).
+pub const CAMERA_FRAME: (u32, u32) = (640, 480);
+/// How many times that frame is preprocessed.
+const CAMERA_FRAME_RUNS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("{path}: cannot list photos: {source}")]
+    Photos {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which encoder to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderSource {
+    /// A bundle's image tower.
+    Bundle(PathBuf),
+    /// A bare ONNX image encoder; with a bundle, the bundle's preprocessing and names apply
+    /// (a re-quantized copy of its tower), else CLIP's at 224 px with these names.
+    File {
+        path: PathBuf,
+        bundle: Option<PathBuf>,
+        input: String,
+        output: String,
+    },
+}
+
+/// Whether and how to run the real pipeline on the photo folder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PipelineRun {
+    Off,
+    /// Replay the photos at this rate; `None`: [`REPLAY_OVERSPEED`] × the encoder-only rate.
+    Replay { fps: Option<f64> },
+}
+
+/// What to measure (what the user asked for, before anything is loaded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchSpec {
+    pub encoder: EncoderSource,
+    pub options: EncoderOptions,
+    /// The fp32 encoder the one under test is compared with (same input and output).
+    pub reference: Option<PathBuf>,
+    /// Prompt banks made with the reference model, for top-1 agreement and the match stage.
+    pub banks: Vec<PathBuf>,
+    /// A folder of real photos.
+    pub photos: PathBuf,
+    /// Timed frames.
+    pub iters: usize,
+    /// Untimed frames first (the accuracy pass over every photo also warms up).
+    pub warmup: usize,
+    pub pipeline: PipelineRun,
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchPhase {
+    Reference,
+    Accuracy,
+    Timing,
+    Pipeline,
+}
+
+impl BenchPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchPhase::Reference => "reference",
+            BenchPhase::Accuracy => "accuracy",
+            BenchPhase::Timing => "timing",
+            BenchPhase::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// Per-stage latencies of the timed frames, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Stages {
+    pub decode: Percentiles,
+    pub preprocess: Percentiles,
+    pub encode: Percentiles,
+    #[serde(rename = "match")]
+    pub matching: Percentiles,
+}
+
+/// The pipeline replay's result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PipelineReport {
+    pub replay_fps: f64,
+    pub frames_in: u64,
+    pub processed: u64,
+    pub dropped: u64,
+    pub elapsed_s: f64,
+    /// Frames encoded per second of the replay.
+    pub fps: f64,
+}
+
+/// Everything a run measured. Serialized as the `--json` line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    pub model: PathBuf,
+    pub backend: &'static str,
+    pub threads: usize,
+    pub photos: usize,
+    pub bad_photos: usize,
+    pub iters: usize,
+    pub dim: usize,
+    /// Load + optimize time of the encoder under test.
+    pub load_ms: f64,
+    pub stages: Stages,
+    pub encode_ms_p50: f32,
+    pub encode_ms_p95: f32,
+    /// Preprocessing of one 640×480 frame (decode excluded).
+    pub preprocess_640x480_ms_p50: f32,
+    pub preprocess_640x480_ms_p95: f32,
+    /// 1 / mean encode time of the timed frames.
+    pub encoder_fps: f64,
+    pub pipeline: Option<PipelineReport>,
+    /// Pipeline frames/s ÷ encoder-only frames/s.
+    pub pipeline_vs_encoder: Option<f64>,
+    /// Peak resident memory (VmHWM), MiB.
+    pub peak_rss_mb: Option<f64>,
+    /// Whether the peak was reset after the reference encoder was dropped.
+    pub peak_rss_excludes_reference: bool,
+    pub reference: Option<PathBuf>,
+    /// Mean embedding cosine to the reference over the photos.
+    pub cosine_vs_reference: Option<f64>,
+    pub cosine_vs_reference_min: Option<f64>,
+    /// Fraction of (photo, bank) pairs whose top-1 label matches the reference's.
+    pub top1_agreement: Option<f64>,
+    pub top1_compared: usize,
+}
+
+impl BenchReport {
+    /// A human-readable summary, one fact per line.
+    pub fn to_text(&self) -> String {
+        let p = |p: &Percentiles| format!("p50 {:8.2} ms   p95 {:8.2} ms", p.p50_ms, p.p95_ms);
+        let mut lines = vec![
+            format!(
+                "model      {} ({}, {} thread{}, dim {})",
+                self.model.display(),
+                self.backend,
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
+                self.dim
+            ),
+            format!(
+                "photos     {} ({} unreadable), {} timed frames",
+                self.photos, self.bad_photos, self.iters
+            ),
+            format!("load       {:.0} ms (load + optimize)", self.load_ms),
+            format!("decode     {}", p(&self.stages.decode)),
+            format!("preprocess {}", p(&self.stages.preprocess)),
+            format!("encode     {}", p(&self.stages.encode)),
+            format!("match      {}", p(&self.stages.matching)),
+            format!(
+                "640x480    preprocess p50 {:.2} ms, p95 {:.2} ms",
+                self.preprocess_640x480_ms_p50, self.preprocess_640x480_ms_p95
+            ),
+            format!("encoder    {:.2} frames/s", self.encoder_fps),
+        ];
+        if let (Some(pl), Some(r)) = (&self.pipeline, self.pipeline_vs_encoder) {
+            lines.push(format!(
+                "pipeline   {:.2} frames/s = {:.2}× encoder-only ({} of {} frames encoded, \
+                 replay at {:.1} fps)",
+                pl.fps, r, pl.processed, pl.frames_in, pl.replay_fps
+            ));
+        }
+        if let Some(mb) = self.peak_rss_mb {
+            lines.push(format!(
+                "peak RSS   {mb:.0} MiB{}",
+                if self.peak_rss_excludes_reference || self.reference.is_none() {
+                    ""
+                } else {
+                    " (includes the reference encoder)"
+                }
+            ));
+        }
+        if let (Some(mean), Some(min)) = (self.cosine_vs_reference, self.cosine_vs_reference_min)
+        {
+            lines.push(format!(
+                "cosine     mean {mean:.5}, min {min:.5} vs the reference"
+            ));
+        }
+        if let Some(a) = self.top1_agreement {
+            lines.push(format!(
+                "top-1      {:.1}% agreement with the reference ({} photo×bank pairs)",
+                100.0 * a,
+                self.top1_compared
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// The peak resident set size of this process (`VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak resident set size to the current one (Linux: `clear_refs` 5).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The photos of a folder, in file-name order.
+pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| BenchError::Photos {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(BenchError::Invalid(format!(
+            "{}: no photos in the folder",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// The encoder under test resolved: graph, preprocessing, logit scale.
+struct Resolved {
+    graph: ImageGraph,
+    spec: PreprocessSpec,
+    logit_scale: f32,
+}
+
+fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
+    let clip = |size: usize| PreprocessSpec {
+        size: size as u32,
+        resize: ResizeMode::Shortest,
+        interpolation: Interpolation::Bicubic,
+        mean: CLIP_MEAN,
+        std: CLIP_STD,
+    };
+    match source {
+        EncoderSource::Bundle(dir) => {
+            let bundle = Bundle::load(dir)?;
+            Ok(Resolved {
+                graph: ImageGraph::of_bundle(&bundle),
+                spec: (&bundle.manifest.image).into(),
+                logit_scale: bundle.manifest.embedding.logit_scale,
+            })
+        }
+        EncoderSource::File {
+            path,
+            bundle: Some(dir),
+            ..
+        } => {
+            let bundle = Bundle::load(dir)?;
+            Ok(Resolved {
+                graph: ImageGraph {
+                    path: path.clone(),
+                    ..ImageGraph::of_bundle(&bundle)
+                },
+                spec: (&bundle.manifest.image).into(),
+                logit_scale: bundle.manifest.embedding.logit_scale,
+            })
+        }
+        EncoderSource::File {
+            path,
+            bundle: None,
+            input,
+            output,
+        } => Ok(Resolved {
+            graph: ImageGraph {
+                path: path.clone(),
+                input: input.clone(),
+                output: output.clone(),
+                size: BARE_SIZE,
+                dim: None,
+            },
+            spec: clip(BARE_SIZE),
+            logit_scale: CLIP_LOGIT_SCALE,
+        }),
+    }
+}
+
+/// A deterministic bank of unit vectors, so the match stage has the work of a real one.
+fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let mut embeddings = Vec::with_capacity(SYNTHETIC_LABELS * dim);
+    let mut entries = Vec::with_capacity(SYNTHETIC_LABELS);
+    for i in 0..SYNTHETIC_LABELS {
+        let row: Vec<f32> = (0..dim).map(|_| next()).collect();
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        embeddings.extend(row.iter().map(|v| v / norm));
+        entries.push(BankEntry {
+            label: format!("label {i}"),
+            category: Category::Object,
+            priority: 1,
+            say: format!("label {i}"),
+            // Never present: the decision engine stays quiet.
+            threshold: 2.0,
+            neg_mean: 0.0,
+            neg_std: 1.0,
+        });
+    }
+    Bank::new(
+        "synthetic".into(),
+        ModelIdentity {
+            id: "bench".into(),
+            fingerprint: "none".into(),
+        },
+        "none".into(),
+        entries,
+        dim,
+        embeddings,
+    )
+    .map_err(BenchError::Invalid)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The index of the largest value (NaN-safe); the top-1 label.
+fn argmax(v: &[f32]) -> Option<usize> {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark. `progress(phase, done, total)` is called as frames go by.
+pub fn run(
+    spec: &BenchSpec,
+    progress: &mut dyn FnMut(BenchPhase, usize, usize),
+) -> Result<BenchReport, BenchError> {
+    if spec.iters == 0 {
+        return Err(BenchError::Invalid("iters must be at least 1".into()));
+    }
+    let resolved = resolve(&spec.encoder)?;
+    let photos = list_photos(&spec.photos)?;
+    let limits = DecodeLimits::default();
+    let loaded_banks = spec
+        .banks
+        .iter()
+        .map(|p| Bank::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // 1. The reference's embeddings of every photo; then it is dropped.
+    let mut reference_embeddings: Vec<Option<Vec<f32>>> = Vec::new();
+    if let Some(path) = &spec.reference {
+        let graph = ImageGraph {
+            path: path.clone(),
+            ..resolved.graph.clone()
+        };
+        let encoder = load_image_encoder(&graph, &spec.options)?;
+        let mut embedder = ImageEmbedder::new(resolved.spec.clone(), encoder)?;
+        for (i, photo) in photos.iter().enumerate() {
+            let e = match decode_file(photo, limits) {
+                Ok(img) => Some(embedder.embed((&img).into())?.to_vec()),
+                Err(e) => {
+                    log::warn!("skipped: {e}");
+                    None
+                }
+            };
+            reference_embeddings.push(e);
+            progress(BenchPhase::Reference, i + 1, photos.len());
+        }
+    }
+    let peak_reset = reset_peak_rss();
+
+    // 2. The encoder under test.
+    let start = Instant::now();
+    let encoder = load_image_encoder(&resolved.graph, &spec.options)?;
+    let load_ms = ms(start.elapsed());
+    let dim = encoder.dim();
+    for b in &loaded_banks {
+        if b.dim() != dim {
+            return Err(BenchError::Invalid(format!(
+                "bank {} holds {}-dimensional embeddings but the encoder makes {dim}",
+                b.name,
+                b.dim()
+            )));
+        }
+    }
+    let banks = if loaded_banks.is_empty() {
+        vec![synthetic_bank(dim)?]
+    } else {
+        loaded_banks
+    };
+    let mut embedder = ImageEmbedder::new(resolved.spec.clone(), encoder)?;
+    let mut cos: Vec<Vec<f32>> = banks.iter().map(|b| vec![0.0; b.len()]).collect();
+    let mut ref_cos: Vec<Vec<f32>> = cos.clone();
+
+    // 3. Accuracy over every photo (with a reference), which also warms up; else `warmup`
+    //    untimed frames.
+    let mut cosines = Vec::new();
+    let (mut agree, mut compared, mut bad) = (0usize, 0usize, 0usize);
+    let accuracy_photos = if spec.reference.is_some() {
+        photos.len()
+    } else {
+        spec.warmup.min(photos.len())
+    };
+    for (i, photo) in photos.iter().take(accuracy_photos).enumerate() {
+        let img = match decode_file(photo, limits) {
+            Ok(img) => img,
+            Err(e) => {
+                log::warn!("skipped: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let e = embedder.embed((&img).into())?;
+        if let Some(Some(r)) = reference_embeddings.get(i) {
+            cosines.push(f64::from(dot(e, r)));
+            if !spec.banks.is_empty() {
+                for ((bank, c), rc) in banks.iter().zip(&mut cos).zip(&mut ref_cos) {
+                    bank.cosines(e, c);
+                    bank.cosines(r, rc);
+                    compared += 1;
+                    agree += usize::from(argmax(c) == argmax(rc));
+                }
+            }
+        }
+        progress(BenchPhase::Accuracy, i + 1, accuracy_photos);
+    }
+
+    // 4. Timed frames: decode, preprocess + encode, match.
+    let (mut t_decode, mut t_pre, mut t_enc, mut t_match) = (
+        Latency::default(),
+        Latency::default(),
+        Latency::default(),
+        Latency::default(),
+    );
+    let mut encode_total = Duration::ZERO;
+    let mut timed = 0usize;
+    let mut attempts = 0usize;
+    while timed < spec.iters {
+        let photo = &photos[attempts % photos.len()];
+        attempts += 1;
+        if attempts > spec.iters + photos.len() && timed == 0 {
+            return Err(BenchError::Invalid("no photo could be decoded".into()));
+        }
+        let t0 = Instant::now();
+        let Ok(img) = decode_file(photo, limits) else {
+            continue;
+        };
+        t_decode.record(t0.elapsed());
+        let e = embedder.embed((&img).into())?;
+        let tm = Instant::now();
+        for (bank, c) in banks.iter().zip(&mut cos) {
+            bank.cosines(e, c);
+            std::hint::black_box(argmax(c));
+        }
+        t_match.record(tm.elapsed());
+        let times = embedder.last_times();
+        t_pre.record(times.preprocess);
+        t_enc.record(times.encode);
+        encode_total += times.encode;
+        timed += 1;
+        progress(BenchPhase::Timing, timed, spec.iters);
+    }
+    let encoder_fps = timed as f64 / encode_total.as_secs_f64().max(f64::MIN_POSITIVE);
+
+    // 5. Preprocessing of a camera-sized frame alone.
+    let (pre_p50, pre_p95) = time_camera_frame(&photos, &resolved.spec, limits)?;
+
+    // 6. The real pipeline on the photo folder.
+    let pipeline = match spec.pipeline {
+        PipelineRun::Off => None,
+        PipelineRun::Replay { fps } => {
+            let fps = fps.unwrap_or(REPLAY_OVERSPEED * encoder_fps);
+            Some(replay(embedder, banks, &spec.photos, fps, limits, progress)?)
+        }
+    };
+    let stages = Stages {
+        decode: t_decode.percentiles(),
+        preprocess: t_pre.percentiles(),
+        encode: t_enc.percentiles(),
+        matching: t_match.percentiles(),
+    };
+    let (cos_mean, cos_min) = if cosines.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(cosines.iter().sum::<f64>() / cosines.len() as f64),
+            Some(cosines.iter().copied().fold(f64::INFINITY, f64::min)),
+        )
+    };
+    Ok(BenchReport {
+        model: resolved.graph.path.clone(),
+        backend: spec.options.backend.as_str(),
+        threads: spec.options.threads.max(1),
+        photos: photos.len(),
+        bad_photos: bad,
+        iters: timed,
+        dim,
+        load_ms,
+        stages,
+        encode_ms_p50: stages.encode.p50_ms,
+        encode_ms_p95: stages.encode.p95_ms,
+        preprocess_640x480_ms_p50: pre_p50,
+        preprocess_640x480_ms_p95: pre_p95,
+        encoder_fps,
+        pipeline_vs_encoder: pipeline.map(|p| p.fps / encoder_fps),
+        pipeline,
+        peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        peak_rss_excludes_reference: peak_reset && spec.reference.is_some(),
+        reference: spec.reference.clone(),
+        cosine_vs_reference: cos_mean,
+        cosine_vs_reference_min: cos_min,
+        top1_agreement: (compared > 0).then(|| agree as f64 / compared as f64),
+        top1_compared: compared,
+    })
+}
+
+/// Preprocesses the first readable photo, resized to 640×480, many times: (p50, p95) in ms.
+fn time_camera_frame(
+    photos: &[PathBuf],
+    spec: &PreprocessSpec,
+    limits: DecodeLimits,
+) -> Result<(f32, f32), BenchError> {
+    let Some(img) = photos.iter().find_map(|p| decode_file(p, limits).ok()) else {
+        return Err(BenchError::Invalid("no photo could be decoded".into()));
+    };
+    let (w, h) = CAMERA_FRAME;
+    let frame = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+    let mut pre = Preprocessor::new(spec.clone());
+    let mut out = vec![0f32; pre.output_len()];
+    let view = RgbView::from(&frame);
+    pre.run(view, &mut out)
+        .map_err(|e| BenchError::Invalid(e.to_string()))?;
+    let mut lat = Latency::default();
+    for _ in 0..CAMERA_FRAME_RUNS {
+        let t = Instant::now();
+        pre.run(view, &mut out)
+            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+        lat.record(t.elapsed());
+    }
+    let p = lat.percentiles();
+    Ok((p.p50_ms, p.p95_ms))
+}
+
+/// Runs the real pipeline over the photo folder at `fps`, gate and darkness check off.
+fn replay(
+    embedder: ImageEmbedder,
+    banks: Vec<Bank>,
+    dir: &Path,
+    fps: f64,
+    limits: DecodeLimits,
+    progress: &mut dyn FnMut(BenchPhase, usize, usize),
+) -> Result<PipelineReport, BenchError> {
+    let source = FolderSource::open(dir, fps, limits)?;
+    let frames = source.len();
+    let config = PipelineConfig {
+        gate: GateConfig {
+            enabled: false,
+            ..GateConfig::default()
+        },
+        dark: DarkConfig {
+            max_mean: -1.0,
+            max_contrast: -1.0,
+        },
+        stats_interval_s: 0.0,
+        ..PipelineConfig::default()
+    };
+    let mut pipeline = Pipeline::new(config, embedder, banks, None)?;
+    let speech = SpeechThread::spawn(vec![Box::new(LogSpeaker)], &VoiceConfig::default())
+        .map_err(PipelineError::Thread)?;
+    let (_control_tx, controls) = crossbeam_channel::bounded::<Control>(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    progress(BenchPhase::Pipeline, 0, frames);
+    let stats = pipeline.run(Box::new(source), &speech.tx, &controls, stop, &mut |_| {});
+    speech.stop();
+    let stats = stats?;
+    progress(BenchPhase::Pipeline, frames, frames);
+    Ok(PipelineReport {
+        replay_fps: fps,
+        frames_in: stats.frames.frames_in,
+        processed: stats.frames.processed,
+        dropped: stats.frames.dropped,
+        elapsed_s: stats.elapsed_s,
+        fps: stats.encoded_fps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_is_nan_safe_and_picks_the_largest() {
+        assert_eq!(argmax(&[0.1, 0.9, 0.3]), Some(1));
+        assert_eq!(argmax(&[]), None);
+        assert!(argmax(&[f32::NAN, 0.2]).is_some());
+    }
+
+    #[test]
+    fn synthetic_bank_rows_are_unit_length_and_deterministic() {
+        let a = synthetic_bank(16).unwrap();
+        let b = synthetic_bank(16).unwrap();
+        assert_eq!(a.len(), SYNTHETIC_LABELS);
+        for i in 0..a.len() {
+            let n: f32 = a.embedding(i).iter().map(|v| v * v).sum();
+            assert!((n - 1.0).abs() < 1e-4);
+            assert_eq!(a.embedding(i), b.embedding(i));
+        }
+    }
+
+    #[test]
+    fn peak_rss_is_readable_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().unwrap() > 0);
+        }
+    }
+}
