@@ -21,7 +21,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -248,12 +248,7 @@ fn main() -> Result<()> {
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     println!("\n{:>9} {:>9} {:>10}", "frame", "seconds", "RSS MiB");
     for s in &samples {
-        println!(
-            "{:>9} {:>9.1} {:>10.1}",
-            s.frame,
-            s.seconds,
-            mib(s.rss_kib)
-        );
+        println!("{:>9} {:>9.1} {:>10.1}", s.frame, s.seconds, mib(s.rss_kib));
     }
     let counts = stats.frames;
     let warm_frame = (args.frames as f64 * args.warmup).round() as u64;

@@ -15,7 +15,10 @@ fn main() -> TractResult<()> {
     let path = &args[1];
     let threads: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(1);
     let iters: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(5);
-    let input = args.get(4).cloned().unwrap_or_else(|| "pixel_values".into());
+    let input = args
+        .get(4)
+        .cloned()
+        .unwrap_or_else(|| "pixel_values".into());
     let size: usize = args.get(5).map(|s| s.parse().unwrap()).unwrap_or(224);
     let t0 = Instant::now();
     let mut model = tract_onnx::onnx().model_for_path(path)?;
@@ -30,8 +33,18 @@ fn main() -> TractResult<()> {
         *hist.entry(n.op.name().to_string()).or_default() += 1;
         if n.op.name().contains("MatMul") || n.op.name().contains("EinSum") {
             let info = n.op.info().unwrap_or_default().join(" | ");
-            let short: String = info.chars().take(std::env::var("PROBE_W").ok().and_then(|v| v.parse().ok()).unwrap_or(160)).collect();
-            *kernels.entry(format!("{}: {short}", n.op.name())).or_default() += 1;
+            let short: String = info
+                .chars()
+                .take(
+                    std::env::var("PROBE_W")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(160),
+                )
+                .collect();
+            *kernels
+                .entry(format!("{}: {short}", n.op.name()))
+                .or_default() += 1;
         }
     }
     println!("ops: {hist:?}");
@@ -57,14 +70,15 @@ fn main() -> TractResult<()> {
     // profile
     let mut prof: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
     let total = Instant::now();
-    let _ = state.run_plan_with_eval(tvec!(x.into_tvalue()), |session, op_state, node, inputs| {
-        let t = Instant::now();
-        let r = tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
-        let e = prof.entry(node.op.name().to_string()).or_default();
-        e.0 += t.elapsed();
-        e.1 += 1;
-        r
-    })?;
+    let _ =
+        state.run_plan_with_eval(tvec!(x.into_tvalue()), |session, op_state, node, inputs| {
+            let t = Instant::now();
+            let r = tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
+            let e = prof.entry(node.op.name().to_string()).or_default();
+            e.0 += t.elapsed();
+            e.1 += 1;
+            r
+        })?;
     let total = total.elapsed();
     let mut v: Vec<_> = prof.into_iter().collect();
     v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));

@@ -98,7 +98,9 @@ pub enum EncoderSource {
 pub enum PipelineRun {
     Off,
     /// Replay the photos at this rate; `None`: [`REPLAY_OVERSPEED`] × the encoder-only rate.
-    Replay { fps: Option<f64> },
+    Replay {
+        fps: Option<f64>,
+    },
 }
 
 /// What to measure (what the user asked for, before anything is loaded).
@@ -242,8 +244,7 @@ impl BenchReport {
                 }
             ));
         }
-        if let (Some(mean), Some(min)) = (self.cosine_vs_reference, self.cosine_vs_reference_min)
-        {
+        if let (Some(mean), Some(min)) = (self.cosine_vs_reference, self.cosine_vs_reference_min) {
             lines.push(format!(
                 "cosine     mean {mean:.5}, min {min:.5} vs the reference"
             ));
@@ -296,11 +297,10 @@ pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     Ok(files)
 }
 
-/// The encoder under test resolved: graph, preprocessing, logit scale.
+/// The encoder under test resolved: graph and preprocessing.
 struct Resolved {
     graph: ImageGraph,
     spec: PreprocessSpec,
-    logit_scale: f32,
 }
 
 fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
@@ -317,7 +317,6 @@ fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
             Ok(Resolved {
                 graph: ImageGraph::of_bundle(&bundle),
                 spec: (&bundle.manifest.image).into(),
-                logit_scale: bundle.manifest.embedding.logit_scale,
             })
         }
         EncoderSource::File {
@@ -332,7 +331,6 @@ fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
                     ..ImageGraph::of_bundle(&bundle)
                 },
                 spec: (&bundle.manifest.image).into(),
-                logit_scale: bundle.manifest.embedding.logit_scale,
             })
         }
         EncoderSource::File {
@@ -349,7 +347,6 @@ fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
                 dim: None,
             },
             spec: clip(BARE_SIZE),
-            logit_scale: CLIP_LOGIT_SCALE,
         }),
     }
 }
@@ -367,7 +364,12 @@ fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
     let mut entries = Vec::with_capacity(SYNTHETIC_LABELS);
     for i in 0..SYNTHETIC_LABELS {
         let row: Vec<f32> = (0..dim).map(|_| next()).collect();
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        let norm = row
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
         embeddings.extend(row.iter().map(|v| v / norm));
         entries.push(BankEntry {
             label: format!("label {i}"),
@@ -551,7 +553,14 @@ pub fn run(
         PipelineRun::Off => None,
         PipelineRun::Replay { fps } => {
             let fps = fps.unwrap_or(REPLAY_OVERSPEED * encoder_fps);
-            Some(replay(embedder, banks, &spec.photos, fps, limits, progress)?)
+            Some(replay(
+                embedder,
+                banks,
+                &spec.photos,
+                fps,
+                limits,
+                progress,
+            )?)
         }
     };
     let stages = Stages {

@@ -250,7 +250,10 @@ mod tests {
         ihdr.extend_from_slice(&height.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
         chunk(b"IHDR", &ihdr);
-        chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+        chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+        );
         chunk(b"IEND", &[]);
         out
     }
@@ -287,7 +290,10 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.to_string().starts_with("bomb.png: image too large"), "{err}");
+        assert!(
+            err.to_string().starts_with("bomb.png: image too large"),
+            "{err}"
+        );
         // Just over the limit is refused too, exactly at it is not (it then fails as corrupt:
         // the IDAT is one byte).
         let over = png_bomb(10_000, 5_001);
@@ -315,7 +321,10 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.to_string().starts_with("bomb.jpg: image too large"), "{err}");
+        assert!(
+            err.to_string().starts_with("bomb.jpg: image too large"),
+            "{err}"
+        );
     }
 
     /// Writes the bomb fixtures (`cargo test -- --ignored write_bomb_fixtures`): the PNG from
@@ -325,7 +334,11 @@ mod tests {
     fn write_bomb_fixtures() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bombs");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("png-100000x100000.png"), png_bomb(100_000, 100_000)).unwrap();
+        std::fs::write(
+            dir.join("png-100000x100000.png"),
+            png_bomb(100_000, 100_000),
+        )
+        .unwrap();
         let img = RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 0]));
         let mut jpg = Cursor::new(Vec::new());
         img.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();

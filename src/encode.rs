@@ -60,9 +60,7 @@ pub enum EncodeError {
 }
 
 /// Which runtime runs an image encoder.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// tract, pure Rust (the default).
@@ -333,7 +331,11 @@ fn check_output(
     }
 }
 
-pub(crate) fn l2_normalize_into(src: &[f32], out: &mut [f32], path: &Path) -> Result<(), EncodeError> {
+pub(crate) fn l2_normalize_into(
+    src: &[f32],
+    out: &mut [f32],
+    path: &Path,
+) -> Result<(), EncodeError> {
     let norm = src.iter().map(|v| v * v).sum::<f32>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return Err(EncodeError::NonFinite {
@@ -394,7 +396,13 @@ impl TractImageEncoder {
         let start = Instant::now();
         let (path, size) = (graph.path.as_path(), graph.size);
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 3, size, size));
-        let plan = load_plan(path, &[(&graph.input, fact)], &graph.output, device, threads)?;
+        let plan = load_plan(
+            path,
+            &[(&graph.input, fact)],
+            &graph.output,
+            device,
+            threads,
+        )?;
         let dim = check_output(&plan, path, 1, graph.dim)?;
         let input =
             Arc::new(
