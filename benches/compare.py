@@ -11,7 +11,8 @@ needs (cached under --work):
            reference int8 path of onnxruntime.
 Then, for --rounds rounds, in an order that alternates from round to round, it times:
   ort fp32, clipsight fp32 (tract), ort dyn-int8 (its own file), clipsight int8 (tract, ours),
-  clipsight int8 (`--backend ort`, ours), ort on our int8 file.
+  clipsight int8 (`--backend ort`, ours), clipsight int8 (`--backend ort`, ort's file, which
+  `models/quantize --mode ort` writes), clipsight fp32 (`--backend ort`), ort on our int8 file.
 onnxruntime runs in this process (Python, CPU provider, intra-op threads = --threads, one
 inter-op thread, sequential); clipsight runs `clipsight bench --onnx FILE --json` and reports
 its encode p50. Each figure is a median of per-call times; the table gives the median of the
@@ -100,8 +101,8 @@ def main() -> int:
                         str(ours)], check=True)
     if not theirs.exists():
         print(f"quantizing (onnxruntime quantize_dynamic) -> {theirs}", flush=True)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        quantize_dynamic(str(args.fp32), str(theirs), weight_type=QuantType.QInt8)
+        subprocess.run([sys.executable, str(REPO / "models/quantize.py"), str(args.fp32),
+                        str(theirs), "--mode", "ort"], check=True)
 
     n, t, w = args.iters, args.threads, args.warmup
     runs = {
@@ -113,6 +114,10 @@ def main() -> int:
             args.clipsight, ours, t, n, w, "tract"),
         "clipsight int8 (--backend ort, models/quantize)": lambda: time_clipsight(
             args.clipsight, ours, t, n, w, "ort"),
+        "clipsight int8 (--backend ort, models/quantize --mode ort)": lambda: time_clipsight(
+            args.clipsight, theirs, t, n, w, "ort"),
+        "clipsight fp32 (--backend ort)": lambda: time_clipsight(
+            args.clipsight, args.fp32, t, n, w, "ort"),
         "ort on models/quantize int8": lambda: time_ort(ours, t, n, w),
     }
     results: dict[str, list[float]] = {k: [] for k in runs}
@@ -135,9 +140,11 @@ def main() -> int:
         "clipsight fp32 (tract) / ort fp32": med["clipsight fp32 (tract)"] / med["ort fp32"],
         "clipsight int8 tract / ort dyn-int8":
             med["clipsight int8 (tract, models/quantize)"] / med["ort dyn-int8 (quantize_dynamic)"],
-        "clipsight int8 --backend ort / ort dyn-int8":
-            med["clipsight int8 (--backend ort, models/quantize)"]
+        "clipsight int8 --backend ort / ort dyn-int8 (same file)":
+            med["clipsight int8 (--backend ort, models/quantize --mode ort)"]
             / med["ort dyn-int8 (quantize_dynamic)"],
+        "clipsight fp32 --backend ort / ort fp32":
+            med["clipsight fp32 (--backend ort)"] / med["ort fp32"],
         "clipsight int8 tract / clipsight fp32 tract":
             med["clipsight int8 (tract, models/quantize)"] / med["clipsight fp32 (tract)"],
     }

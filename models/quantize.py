@@ -15,8 +15,8 @@ The form (see docs/speed.md for why): every MatMul and Conv whose weight is a co
 with W_q symmetric int8 per output channel (zero points 0, range [-127, 127]) and s_x either
 computed in the graph from max|x| of each frame (`--mode dynamic`, no calibration) or fixed from
 real photos (`--mode static`). Both runtimes clipsight supports read it: tract lowers each
-MatMulInteger to its int8 matrix kernels (AVX2 / AVX-512 VNNI / AMX on x86, SDOT/SMLAL on
-ARM), and onnxruntime runs it with its int8 kernels too. onnxruntime's own `quantize_dynamic`
+MatMulInteger to its own int8 matrix kernels (`OptMatMul`; see examples/tract_probe.rs), and
+onnxruntime runs it with its int8 kernels too. onnxruntime's own `quantize_dynamic`
 output does not suit tract: its asymmetric uint8 activations carry a zero point computed at run
 time, which tract cannot fold into its kernels, so every such MatMulInteger runs in tract's
 generic (reference) einsum.
@@ -383,8 +383,10 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", type=Path, help="fp32 image encoder (ONNX)")
     ap.add_argument("output", type=Path, help="where to write the int8 encoder")
-    ap.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
-                    help="activation scales: per frame in the graph (default) or calibrated")
+    ap.add_argument("--mode", choices=["dynamic", "static", "ort"], default="dynamic",
+                    help="activation scales: per frame in the graph (default) or calibrated; "
+                         "`ort`: onnxruntime's own quantize_dynamic, the fastest file for "
+                         "`clipsight --backend ort` (tract runs it slowly)")
     ap.add_argument("--calibration", type=Path, help="folder of real photos (static mode)")
     ap.add_argument("--bundle", type=Path,
                     help="bundle whose model.toml gives the preprocessing (default: CLIP's)")
@@ -393,6 +395,14 @@ def main(argv: list[str]) -> int:
                     help="static mode: |x| percentile that maps to 127 (100: the max)")
     ap.add_argument("--no-conv", action="store_true", help="leave Conv nodes in f32")
     args = ap.parse_args(argv)
+
+    if args.mode == "ort":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        quantize_dynamic(str(args.input), str(args.output), weight_type=QuantType.QInt8)
+        size = args.output.stat().st_size
+        print(f"{args.output}: onnxruntime quantize_dynamic, {size / 1e6:.1f} MB", file=sys.stderr)
+        return 0
 
     model = onnx.load(str(args.input))
     input_name = args.input_name or model.graph.input[0].name

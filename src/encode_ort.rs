@@ -11,9 +11,11 @@
 //! that cannot be opened or is too old is a `Load` error naming the library.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ort::session::builder::GraphOptimizationLevel;
+use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
@@ -38,6 +40,23 @@ fn load_err(path: &Path, e: impl std::fmt::Display) -> EncodeError {
     }
 }
 
+/// onnxruntime allows one environment per process: the first load opens the library and makes
+/// it; later loads (a reference encoder beside the one under test) share it.
+fn environment(library: &Path) -> Result<Environment, EncodeError> {
+    static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(env) = slot.as_ref() {
+        return Ok(env.clone());
+    }
+    let env = ort::init_from(library)
+        .map_err(|e| load_err(library, format!("cannot open onnxruntime: {e}")))?
+        .with_name("clipsight")
+        .build()
+        .map_err(|e| load_err(library, e))?;
+    *slot = Some(env.clone());
+    Ok(env)
+}
+
 impl OrtImageEncoder {
     /// Opens onnxruntime (once per process) and loads the graph.
     pub fn load(
@@ -47,11 +66,7 @@ impl OrtImageEncoder {
     ) -> Result<Self, EncodeError> {
         let start = Instant::now();
         let library = library.unwrap_or(Path::new(DEFAULT_LIBRARY));
-        let environment = ort::init_from(library)
-            .map_err(|e| load_err(library, format!("cannot open onnxruntime: {e}")))?
-            .with_name("clipsight")
-            .build()
-            .map_err(|e| load_err(library, e))?;
+        let environment = environment(library)?;
         let path = graph.path.as_path();
         let session = Session::builder(&environment)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
