@@ -279,6 +279,38 @@ class Rewriter:
         return self.model
 
 
+def gemm_to_matmul(model: onnx.ModelProto) -> int:
+    """Rewrites each Gemm with a constant weight (alpha = beta = 1, no transA) as MatMul + Add,
+    so the MatMul rewrite quantizes it (torch exports Linear on 2-D inputs as Gemm)."""
+    consts = Consts(model.graph)
+    new_nodes, new_inits, count = [], [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        w = consts.get(node.input[1]) if node.op_type == "Gemm" else None
+        if (w is None or w.ndim != 2 or attrs.get("transA", 0) != 0
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+            new_nodes.append(node)
+            continue
+        if attrs.get("transB", 0):
+            w = w.T
+        name = node.name or node.output[0]
+        wname = f"{name}.gemm_weight"
+        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(w, np.float32), wname))
+        has_bias = len(node.input) > 2 and node.input[2]
+        mm_out = f"{name}.gemm_matmul" if has_bias else node.output[0]
+        new_nodes.append(helper.make_node("MatMul", [node.input[0], wname], [mm_out],
+                                          name=f"{name}.matmul"))
+        if has_bias:
+            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]],
+                                              name=f"{name}.bias"))
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    model.graph.initializer.extend(new_inits)
+    prune(model.graph)
+    return count
+
+
 def prune(graph: onnx.GraphProto) -> None:
     """Drops nodes and initializers nothing reads any more (the old f32 weights)."""
     needed = {o.name for o in graph.output}
@@ -405,6 +437,9 @@ def main(argv: list[str]) -> int:
         return 0
 
     model = onnx.load(str(args.input))
+    gemms = gemm_to_matmul(model)
+    if gemms:
+        print(f"{gemms} Gemm nodes rewritten as MatMul + Add", file=sys.stderr)
     input_name = args.input_name or model.graph.input[0].name
     convs = not args.no_conv
     scales: dict[str, float] = {}
