@@ -7,3 +7,4 @@ mod common;
 mod faults;
 mod live;
 mod parity;
+mod speechd;
