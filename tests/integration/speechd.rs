@@ -60,7 +60,9 @@ fn speechd_backend_speaks_through_a_real_speech_dispatcher() {
         !stderr.contains("falling back"),
         "speech-dispatcher was not used:\n{stderr}"
     );
-    let log = dir.path().join("speech-dispatcher/log/speech-dispatcher.log");
+    let log = dir
+        .path()
+        .join("speech-dispatcher/log/speech-dispatcher.log");
     let log = std::fs::read_to_string(&log)
         .unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", log.display()));
     let received: Vec<&str> = log
