@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::bank::{Bank, BankEntry, BankError};
 use crate::bundle::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
-use crate::capture::{CaptureError, FolderSource, IMAGE_EXTENSIONS};
+use crate::capture::{image_files, CaptureError, FolderSource};
 use crate::decode::{decode_file, DecodeLimits};
 use crate::embedder::{EmbedError, ImageEmbedder};
 use crate::encode::{load_image_encoder, EncodeError, EncoderOptions, ImageGraph};
@@ -275,19 +275,10 @@ pub fn reset_peak_rss() -> bool {
 
 /// The photos of a folder, in file-name order.
 pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| BenchError::Photos {
+    let files = image_files(dir).map_err(|source| BenchError::Photos {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    files.sort();
     if files.is_empty() {
         return Err(BenchError::Invalid(format!(
             "{}: no photos in the folder",

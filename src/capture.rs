@@ -70,6 +70,20 @@ pub trait FrameSource: Send {
 /// File extensions a folder source replays.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
 
+/// The files of `dir` with an image extension ([`IMAGE_EXTENSIONS`]), in file-name order.
+pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Replays the images of a folder in file-name order, paced at `fps` on a real-time clock.
 pub struct FolderSource {
     dir: PathBuf,
@@ -88,19 +102,9 @@ impl FolderSource {
                 "fps must be positive, got {fps}"
             )));
         }
-        let entries = std::fs::read_dir(dir).map_err(|e| {
+        let files = image_files(dir).map_err(|e| {
             CaptureError::Open(format!("{}: cannot read the folder: {e}", dir.display()))
         })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-                    .unwrap_or(false)
-            })
-            .collect();
-        files.sort();
         if files.is_empty() {
             return Err(CaptureError::Open(format!(
                 "{}: no images in the folder",
