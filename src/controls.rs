@@ -22,7 +22,11 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
+use crate::input::watch_keys;
 use crate::pipeline::{Control, POLL};
+
+/// Wait before reopening an input device that is missing or went away.
+pub const REOPEN_WAIT: Duration = Duration::from_secs(3);
 
 /// Linux key codes (linux/input-event-codes.h) used by the defaults.
 pub mod keys {
@@ -126,14 +130,25 @@ impl Controls {
                     .spawn(move || serve_socket(listener, tx, stop))?,
             );
         }
-        #[cfg(target_os = "linux")]
         for dev in &config.evdev {
             let (dev, keys, tx, stop) =
                 (dev.clone(), config.keys.clone(), tx.clone(), stop.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("evdev".into())
-                    .spawn(move || read_evdev(&dev, &keys, tx, stop))?,
+                    .spawn(move || {
+                        watch_keys(
+                            &dev,
+                            "input device",
+                            REOPEN_WAIT,
+                            &|| stop.load(Ordering::Relaxed),
+                            &mut |code| {
+                                if let Some(c) = keys.control(code) {
+                                    let _ = tx.try_send(c);
+                                }
+                            },
+                        )
+                    })?,
             );
         }
         if config.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -237,63 +252,6 @@ fn handle_client(stream: UnixStream, tx: &Sender<Control>) {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn read_evdev(path: &Path, keys: &KeyMap, tx: Sender<Control>, stop: Arc<AtomicBool>) {
-    const REOPEN: Duration = Duration::from_secs(3);
-    let mut warned = false;
-    while !stop.load(Ordering::Relaxed) {
-        let mut dev = match evdev::Device::open(path) {
-            Ok(d) => {
-                log::info!(
-                    "input device {}: {}",
-                    path.display(),
-                    d.name().unwrap_or("?")
-                );
-                warned = false;
-                d
-            }
-            Err(e) => {
-                if !warned {
-                    log::warn!("input device {}: {e}; retrying", path.display());
-                    warned = true;
-                }
-                sleep_unless_stopped(REOPEN, &stop);
-                continue;
-            }
-        };
-        // fetch_events blocks until the next event; a key press is value 1.
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            match dev.fetch_events() {
-                Ok(events) => {
-                    for ev in events {
-                        if ev.event_type() == evdev::EventType::KEY && ev.value() == 1 {
-                            if let Some(c) = keys.control(ev.code()) {
-                                let _ = tx.try_send(c);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::warn!("input device {}: {e}; reopening", path.display());
-                    break;
-                }
-            }
-        }
-    }
-}
-
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
-    let mut left = d;
-    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-        let step = left.min(POLL);
-        std::thread::sleep(step);
-        left -= step;
-    }
-}
-
 /// Sends one command word to a control socket and returns the reply line.
 pub fn send_command(path: &Path, word: &str) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(path)?;
@@ -343,5 +301,39 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         controls.join();
         assert!(!path.exists());
+    }
+
+    /// A key on an input device becomes a control, and stopping does not wait for the next
+    /// key press (the device is a FIFO whose writer stays open, like an idle remote).
+    #[test]
+    fn an_input_device_key_is_a_control_and_stop_does_not_wait_for_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("event3");
+        let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = ControlsConfig {
+            evdev: vec![dev.clone()],
+            ..Default::default()
+        };
+        let controls = Controls::start(&config, tx, stop.clone()).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        w.write_all(&crate::input::key_down(keys::KEY_MUTE))
+            .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Control::Mute
+        );
+        let asked = std::time::Instant::now();
+        stop.store(true, Ordering::Relaxed);
+        controls.join();
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        drop(w);
     }
 }

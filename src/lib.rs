@@ -24,6 +24,7 @@ pub mod encode;
 pub mod encode_ort;
 pub mod gate;
 pub mod home;
+pub mod input;
 pub mod matching;
 pub mod metrics;
 pub mod notify;
