@@ -27,7 +27,7 @@ fi
 start=$(date +%s)
 cargo "${toolchain[@]}" fuzz build
 built=$(date +%s)
-echo "smoke.sh: build took $((built - start)) s"
+echo "smoke.sh: toolchain: $(rustc "${toolchain[@]}" --version); build took $((built - start)) s"
 
 for target in $(cargo "${toolchain[@]}" fuzz list); do
     # New inputs go to a scratch corpus (first directory); the committed seeds stay as they are.
