@@ -309,9 +309,7 @@ mod tests {
     fn an_input_device_key_is_a_control_and_stop_does_not_wait_for_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("event3");
-        let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::input::make_fifo(&dev);
         let (tx, rx) = crossbeam_channel::bounded(4);
         let stop = Arc::new(AtomicBool::new(false));
         let config = ControlsConfig {

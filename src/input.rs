@@ -181,12 +181,43 @@ fn wait_readable(_file: &File, _path: &Path, _name: &str) -> Result<bool, ()> {
     Ok(true)
 }
 
+/// Makes a FIFO at `path` to stand in for an input device in tests.
+#[cfg(test)]
+pub(crate) fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
+
+    type Reader = (
+        Arc<AtomicBool>,
+        crossbeam_channel::Receiver<u16>,
+        std::thread::JoinHandle<()>,
+    );
+
+    /// `watch_keys` on `dev` on its own thread: its stop flag, the codes it reads, the thread.
+    fn spawn_reader(dev: &Path) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (dev, flag) = (dev.to_path_buf(), stop.clone());
+        let reader = std::thread::spawn(move || {
+            watch_keys(
+                &dev,
+                "test device",
+                Duration::from_millis(50),
+                &|| flag.load(Ordering::Relaxed),
+                &mut |code| tx.send(code).unwrap(),
+            )
+        });
+        (stop, rx, reader)
+    }
 
     #[test]
     fn key_downs_are_found_in_raw_events() {
@@ -207,23 +238,8 @@ mod tests {
     fn keys_from_a_fifo_and_a_stop_while_idle() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("event0");
-        let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let reader = {
-            let (dev, stop) = (dev.clone(), stop.clone());
-            std::thread::spawn(move || {
-                watch_keys(
-                    &dev,
-                    "test device",
-                    Duration::from_millis(50),
-                    &|| stop.load(Ordering::Relaxed),
-                    &mut |code| tx.send(code).unwrap(),
-                )
-            })
-        };
+        make_fifo(&dev);
+        let (stop, rx, reader) = spawn_reader(&dev);
         let mut w = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
         let mut bytes = key_down(164);
         bytes.extend(encode_event(EV_KEY, 164, 0));
@@ -252,20 +268,7 @@ mod tests {
     fn a_missing_device_is_retried_until_it_appears() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("event7");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let reader = {
-            let (dev, stop) = (dev.clone(), stop.clone());
-            std::thread::spawn(move || {
-                watch_keys(
-                    &dev,
-                    "test device",
-                    Duration::from_millis(50),
-                    &|| stop.load(Ordering::Relaxed),
-                    &mut |code| tx.send(code).unwrap(),
-                )
-            })
-        };
+        let (stop, rx, reader) = spawn_reader(&dev);
         std::thread::sleep(Duration::from_millis(200));
         assert!(rx.try_recv().is_err());
         std::fs::write(&dev, key_down(28)).unwrap();
