@@ -88,3 +88,12 @@ pub fn tiny_bank(prompts: &str) -> PathBuf {
     }
     out
 }
+
+/// Copies a model bundle's files from `src` into `dst` (created if missing), to alter them.
+pub fn copy_bundle(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for f in std::fs::read_dir(src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+    }
+}
