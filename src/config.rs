@@ -222,6 +222,30 @@ mod tests {
     use super::*;
     use crate::decide::Verbosity;
 
+    /// The profiles the package installs as /etc/clipsight/*.toml load (an unknown key would
+    /// stop the service at start), and the home profile really runs the fall monitor on a
+    /// label its bank has.
+    #[test]
+    fn the_shipped_profiles_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let wearable = RunConfig::load(&root.join("deploy/wearable.toml")).unwrap();
+        assert!(wearable.home.is_none());
+        let home = RunConfig::load(&root.join("deploy/home.toml")).unwrap();
+        let monitor = home.home.expect("deploy/home.toml has a [home] section");
+        monitor.validate().unwrap();
+        assert!(!monitor.snapshots);
+        let prompts = crate::prompts::PromptSet::load(&root.join("prompts/home.toml")).unwrap();
+        assert!(
+            prompts
+                .prompts
+                .iter()
+                .any(|p| p.label == monitor.fall_label),
+            "{} is not in prompts/home.toml",
+            monitor.fall_label
+        );
+        assert!(home.banks.iter().any(|b| b.ends_with("home.safetensors")));
+    }
+
     #[test]
     fn an_empty_file_is_all_defaults() {
         let c = RunConfig::parse("", Path::new("c.toml")).unwrap();

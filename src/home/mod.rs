@@ -290,6 +290,12 @@ impl HomeMonitor {
             monitor.button = Some(reader);
         }
         monitor.publish_state_if_changed();
+        if cfg.mqtt.is_none() && cfg.webhook.is_none() {
+            log::warn!(
+                "home monitor: no [home.mqtt] or [home.webhook] configured: a fall is spoken \
+                 about and logged, but nobody is alerted"
+            );
+        }
         log::info!(
             "home monitor {} started (MQTT {}, webhook {}, button {})",
             cfg.node_id,
