@@ -7,4 +7,5 @@ mod common;
 mod faults;
 mod live;
 mod parity;
+mod privacy;
 mod speechd;
