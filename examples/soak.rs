@@ -178,7 +178,12 @@ fn mib(kib: u64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.frames == 0 || args.samples == 0 || args.hold == 0 || !(args.fps > 0.0) {
+    if args.frames == 0
+        || args.samples == 0
+        || args.hold == 0
+        || args.fps.is_nan()
+        || args.fps <= 0.0
+    {
         bail!("--frames, --samples, --hold and --fps must be positive");
     }
     let load = Instant::now();

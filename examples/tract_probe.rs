@@ -81,7 +81,7 @@ fn main() -> TractResult<()> {
         })?;
     let total = total.elapsed();
     let mut v: Vec<_> = prof.into_iter().collect();
-    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    v.sort_by_key(|(_, (d, _))| std::cmp::Reverse(*d));
     println!("profiled run {total:?}");
     for (name, (d, c)) in v.iter().take(15) {
         println!(

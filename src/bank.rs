@@ -114,9 +114,11 @@ impl Bank {
             return Err("embeddings: non-finite values".into());
         }
         for e in &entries {
-            if !(e.threshold.is_finite() && e.neg_mean.is_finite())
-                || !(e.neg_std.is_finite() && e.neg_std > 0.0)
-            {
+            let valid = e.threshold.is_finite()
+                && e.neg_mean.is_finite()
+                && e.neg_std.is_finite()
+                && e.neg_std > 0.0;
+            if !valid {
                 return Err(format!("label {:?}: invalid calibration", e.label));
             }
         }

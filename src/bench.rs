@@ -39,7 +39,7 @@ use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
 
 /// CLIP's normalization, for bare encoders.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// The input size of a bare encoder.
 pub const BARE_SIZE: usize = 224;
 /// The pipeline replay is fed this much faster than the encoder-only rate, so that the encoder

@@ -67,7 +67,6 @@ pub fn build_bank(
     set: &PromptSet,
     refs: &[Reference],
     z: f32,
-    limits: DecodeLimits,
     progress: &mut dyn FnMut(Phase, usize, usize),
 ) -> Result<(Bank, Vec<LabelStats>), BuildError> {
     let dim = bundle.manifest.embedding.dim;
@@ -89,7 +88,7 @@ pub fn build_bank(
     }
     let mut photo_emb = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
-        let img = decode_file(&r.path, limits)?;
+        let img = decode_file(&r.path, DecodeLimits::default())?;
         let e = images
             .embed((&img).into())
             .map_err(|source| BuildError::Embed {

@@ -281,7 +281,6 @@ fn run_embed(args: EmbedArgs) -> Result<ExitCode> {
         &set,
         &refs,
         args.z,
-        DecodeLimits::default(),
         &mut |phase, done, _| match phase {
             Phase::Prompts => prompts_bar.set_position(done as u64),
             Phase::Photos => photos_bar.set_position(done as u64),

@@ -536,7 +536,7 @@ impl Pipeline {
         st.lat.decide.record(t_decide.elapsed());
         if !out.is_empty() {
             // Hazards first within one frame too.
-            out.sort_by(|a, b| b.kind.cmp(&a.kind));
+            out.sort_by_key(|u| std::cmp::Reverse(u.kind));
             for u in out {
                 if u.kind == Kind::Hazard {
                     log::warn!("hazard: {}", u.text);

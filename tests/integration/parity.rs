@@ -86,7 +86,7 @@ fn preprocessing_matches_pil_on_real_photos() {
         ));
         let lossless = file.ends_with(".png");
         if lossless {
-            assert!(max <= SAME_PIXELS_MAX_DIFF, "{report:#?}");
+            assert_eq!(max, SAME_PIXELS_MAX_DIFF, "{report:#?}");
         } else {
             assert!(
                 max <= JPEG_MAX_DIFF && mean <= JPEG_MEAN_DIFF,
