@@ -352,14 +352,9 @@ fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
     let mut embeddings = Vec::with_capacity(SYNTHETIC_LABELS * dim);
     let mut entries = Vec::with_capacity(SYNTHETIC_LABELS);
     for i in 0..SYNTHETIC_LABELS {
-        let row: Vec<f32> = (0..dim).map(|_| next()).collect();
-        let norm = row
-            .iter()
-            .map(|v| v * v)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        embeddings.extend(row.iter().map(|v| v / norm));
+        let mut row: Vec<f32> = (0..dim).map(|_| next()).collect();
+        crate::matching::normalize(&mut row);
+        embeddings.extend(row);
         entries.push(BankEntry {
             label: format!("label {i}"),
             category: Category::Object,

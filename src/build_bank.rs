@@ -49,13 +49,7 @@ fn ensemble(rows: &[Vec<f32>], dim: usize) -> Vec<f32> {
             *m += v;
         }
     }
-    let norm = mean
-        .iter()
-        .map(|v| v * v)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
-    mean.iter_mut().for_each(|v| *v /= norm);
+    crate::matching::normalize(&mut mean);
     mean
 }
 

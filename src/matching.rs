@@ -6,6 +6,17 @@
 
 use crate::bank::Bank;
 
+/// Scales `v` to unit length in place (an all-zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
 /// Softmax of `scale × x` over `x`, into `out` (same length), numerically stable.
 pub fn softmax_scaled(x: &[f32], scale: f32, out: &mut [f32]) {
     let max = x
