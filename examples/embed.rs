@@ -19,11 +19,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use clipsight::bundle::Bundle;
-use clipsight::decode::{decode_file, DecodeLimits};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{TractImageEncoder, TractTextEncoder};
-use clipsight::preprocess::{PreprocessSpec, Preprocessor};
+use clipsight::capture::decode::{decode_file, DecodeLimits};
+use clipsight::model::Bundle;
+use clipsight::prompts::text_encoder::TractTextEncoder;
+use clipsight::vision::preprocess::{PreprocessSpec, Preprocessor};
+use clipsight::vision::tract::TractImageEncoder;
+use clipsight::vision::ImageEmbedder;
 
 struct Args {
     model: PathBuf,

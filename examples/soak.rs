@@ -28,16 +28,18 @@ use clap::Parser;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use image::RgbImage;
 
-use clipsight::bank::Bank;
-use clipsight::bundle::Bundle;
-use clipsight::capture::{CaptureError, Frame, FrameSource};
-use clipsight::decide::Utterance;
-use clipsight::decode::{decode_file, DecodeLimits};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::TractImageEncoder;
-use clipsight::gate::GateConfig;
-use clipsight::pipeline::{Control, Observation, Observer, Pipeline, PipelineConfig, POLL};
+use clipsight::capture::decode::{decode_file, DecodeLimits};
+use clipsight::capture::{CaptureError, FrameSource};
+use clipsight::model::Bundle;
+use clipsight::pipeline::{Observation, Observer, Pipeline, PipelineConfig, POLL};
+use clipsight::prompts::bank::Bank;
 use clipsight::speech::{LogSpeaker, SpeechThread, VoiceConfig};
+use clipsight::types::Control;
+use clipsight::types::Frame;
+use clipsight::types::Utterance;
+use clipsight::vision::gate::GateConfig;
+use clipsight::vision::tract::TractImageEncoder;
+use clipsight::vision::ImageEmbedder;
 
 #[derive(Parser)]
 #[command(about = "Soak the live pipeline and watch its memory")]

@@ -1,7 +1,7 @@
 //! The decision engine: calibrated scores over time → what is worth saying.
 //!
 //! Input: one observation per frame, at a time `t` in seconds: each label's calibrated score
-//! (z, see [`crate::bank::BankEntry::z`]), or "too dark to judge". A frame the change gate
+//! (z, see [`crate::prompts::bank::BankEntry::z`]), or "too dark to judge". A frame the change gate
 //! skipped is passed in again with the last scores, so everything below runs on time, not
 //! on encoded frames. Output: [`Utterance`]s for the speech stage.
 //!
@@ -17,11 +17,10 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bank::Bank;
-use crate::prompts::Category;
+use crate::types::{Category, Kind, Utterance};
 
 /// How much the device says on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Verbosity {
     /// Hazards and device status only.
@@ -47,67 +46,6 @@ impl Verbosity {
             Verbosity::Hazards => "Hazards only.",
             Verbosity::New => "New things.",
             Verbosity::All => "Everything.",
-        }
-    }
-}
-
-/// What an utterance is, in order of urgency (later is more urgent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Object,
-    Person,
-    Describe,
-    Status,
-    CheckIn,
-    Hazard,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Object => "object",
-            Kind::Person => "person",
-            Kind::Describe => "describe",
-            Kind::Status => "status",
-            Kind::CheckIn => "checkin",
-            Kind::Hazard => "hazard",
-        }
-    }
-
-    fn of(category: Category) -> Kind {
-        match category {
-            Category::Object => Kind::Object,
-            Category::Person => Kind::Person,
-            Category::Hazard => Kind::Hazard,
-        }
-    }
-}
-
-/// A sentence to speak.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Utterance {
-    pub text: String,
-    pub kind: Kind,
-    /// The label priority from the bank (0 for status and descriptions).
-    pub priority: u8,
-    /// When it was decided, in the observation clock's seconds.
-    pub t: f64,
-    /// Stop whatever is being said and say this now.
-    pub interrupt: bool,
-    /// Play the earcon first.
-    pub earcon: bool,
-}
-
-impl Utterance {
-    pub fn status(text: impl Into<String>, t: f64) -> Utterance {
-        Utterance {
-            text: text.into(),
-            kind: Kind::Status,
-            priority: 0,
-            t,
-            interrupt: false,
-            earcon: false,
         }
     }
 }
@@ -165,21 +103,11 @@ pub struct LabelInfo {
     pub z_threshold: f32,
 }
 
-impl LabelInfo {
-    /// All labels of some banks, in bank order.
-    pub fn from_banks(banks: &[Bank]) -> Vec<LabelInfo> {
-        banks
-            .iter()
-            .flat_map(|b| b.entries.iter())
-            .map(|e| LabelInfo {
-                label: e.label.clone(),
-                category: e.category,
-                priority: e.priority,
-                say: e.say.clone(),
-                z_threshold: e.z_threshold(),
-            })
-            .collect()
-    }
+/// A label entering or leaving the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Entered,
+    Left,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -269,69 +197,90 @@ impl DecisionEngine {
             self.dark_told = false;
             out.push(Utterance::status("I can see again.", t));
         }
-        let mut entered = Vec::new();
-        let mut left = Vec::new();
+        let (mut entered, mut left) = (Vec::new(), Vec::new());
         for (i, &score) in z.iter().enumerate().take(self.tracks.len()) {
-            let info = &self.labels[i];
-            let dwell = if info.category == Category::Hazard {
-                self.config.hazard_dwell_s
-            } else {
-                self.config.dwell_s
-            };
-            let track = &mut self.tracks[i];
-            let score = if score.is_finite() {
-                score
-            } else {
-                f32::NEG_INFINITY
-            };
-            track.samples.push_back((t, score));
-            while track.samples.len() > 1
-                && track
-                    .samples
-                    .front()
-                    .is_some_and(|(s, _)| *s < t - self.config.window_s)
-            {
-                track.samples.pop_front();
-            }
-            self.scratch.clear();
-            self.scratch.extend(track.samples.iter().map(|(_, z)| *z));
-            self.scratch.sort_by(f32::total_cmp);
-            let n = self.scratch.len();
-            track.smoothed = if n % 2 == 1 {
-                self.scratch[n / 2]
-            } else {
-                (self.scratch[n / 2 - 1] + self.scratch[n / 2]) / 2.0
-            };
-            let s = track.smoothed;
-            if !track.present {
-                if s >= info.z_threshold {
-                    let since = *track.above_since.get_or_insert(t);
-                    if t - since >= dwell {
-                        track.present = true;
-                        track.above_since = None;
-                        entered.push(i);
-                    }
-                } else {
-                    track.above_since = None;
-                }
-            } else if s < info.z_threshold - self.config.hysteresis_z {
-                let since = *track.below_since.get_or_insert(t);
-                if t - since >= self.config.leave_s {
-                    track.present = false;
-                    track.below_since = None;
-                    left.push(i);
-                }
-            } else {
-                track.below_since = None;
+            self.smooth(i, t, score);
+            match self.step(i, t) {
+                Some(Change::Entered) => entered.push(i),
+                Some(Change::Left) => left.push(i),
+                None => {}
             }
         }
-        // Hazards first, most urgent first, each its own sentence.
+        self.announce_entered(entered, t, &mut out);
+        self.announce_left(&left, t, &mut out);
+        out
+    }
+
+    /// Adds a score to label `i`'s window and updates its median.
+    fn smooth(&mut self, i: usize, t: f64, score: f32) {
+        let track = &mut self.tracks[i];
+        let score = if score.is_finite() {
+            score
+        } else {
+            f32::NEG_INFINITY
+        };
+        track.samples.push_back((t, score));
+        while track.samples.len() > 1
+            && track
+                .samples
+                .front()
+                .is_some_and(|(s, _)| *s < t - self.config.window_s)
+        {
+            track.samples.pop_front();
+        }
+        self.scratch.clear();
+        self.scratch.extend(track.samples.iter().map(|(_, z)| *z));
+        self.scratch.sort_by(f32::total_cmp);
+        let n = self.scratch.len();
+        track.smoothed = if n % 2 == 1 {
+            self.scratch[n / 2]
+        } else {
+            (self.scratch[n / 2 - 1] + self.scratch[n / 2]) / 2.0
+        };
+    }
+
+    /// Dwell and hysteresis: whether label `i` enters or leaves the view at `t`.
+    fn step(&mut self, i: usize, t: f64) -> Option<Change> {
+        let info = &self.labels[i];
+        let dwell = if info.category == Category::Hazard {
+            self.config.hazard_dwell_s
+        } else {
+            self.config.dwell_s
+        };
+        let track = &mut self.tracks[i];
+        let s = track.smoothed;
+        if !track.present {
+            if s < info.z_threshold {
+                track.above_since = None;
+                return None;
+            }
+            let since = *track.above_since.get_or_insert(t);
+            if t - since < dwell {
+                return None;
+            }
+            track.present = true;
+            track.above_since = None;
+            Some(Change::Entered)
+        } else if s < info.z_threshold - self.config.hysteresis_z {
+            let since = *track.below_since.get_or_insert(t);
+            if t - since < self.config.leave_s {
+                return None;
+            }
+            track.present = false;
+            track.below_since = None;
+            Some(Change::Left)
+        } else {
+            track.below_since = None;
+            None
+        }
+    }
+
+    /// Hazards first, most urgent first, each its own sentence; then one sentence for the
+    /// objects and people that came into view. Verbosity and cooldowns apply.
+    fn announce_entered(&mut self, mut entered: Vec<usize>, t: f64, out: &mut Vec<Utterance>) {
         entered.sort_by_key(|&i| {
             let l = &self.labels[i];
-            (
-                std::cmp::Reverse(Kind::of(l.category)),
-                std::cmp::Reverse(l.priority),
-            )
+            std::cmp::Reverse((Kind::of(l.category), l.priority))
         });
         let mut plain = Vec::new();
         for i in entered {
@@ -358,49 +307,47 @@ impl DecisionEngine {
                 plain.push(i);
             }
         }
-        if !plain.is_empty() {
-            let kind = plain
-                .iter()
-                .map(|&i| Kind::of(self.labels[i].category))
-                .max()
-                .unwrap_or(Kind::Object);
-            let priority = plain
-                .iter()
-                .map(|&i| self.labels[i].priority)
-                .max()
-                .unwrap_or(0);
-            let text = plain
-                .iter()
-                .map(|&i| self.labels[i].say.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
+        if plain.is_empty() {
+            return;
+        }
+        let labels = plain.iter().map(|&i| &self.labels[i]);
+        let kind = labels
+            .clone()
+            .map(|l| Kind::of(l.category))
+            .max()
+            .unwrap_or(Kind::Object);
+        let priority = labels.clone().map(|l| l.priority).max().unwrap_or(0);
+        let text = labels.map(|l| l.say.as_str()).collect::<Vec<_>>().join(" ");
+        out.push(Utterance {
+            text,
+            kind,
+            priority,
+            t,
+            interrupt: false,
+            earcon: false,
+        });
+    }
+
+    /// At verbosity `all`, one sentence for the objects and people that left the view.
+    fn announce_left(&self, left: &[usize], t: f64, out: &mut Vec<Utterance>) {
+        if self.config.verbosity != Verbosity::All {
+            return;
+        }
+        let gone: Vec<String> = left
+            .iter()
+            .filter(|&&i| self.labels[i].category != Category::Hazard)
+            .map(|&i| self.labels[i].label.clone())
+            .collect();
+        if !gone.is_empty() {
             out.push(Utterance {
-                text,
-                kind,
-                priority,
+                text: format!("No longer in view: {}.", join_and(&gone)),
+                kind: Kind::Object,
+                priority: 0,
                 t,
                 interrupt: false,
                 earcon: false,
             });
         }
-        if self.config.verbosity == Verbosity::All {
-            let gone: Vec<String> = left
-                .iter()
-                .filter(|&&i| self.labels[i].category != Category::Hazard)
-                .map(|&i| self.labels[i].label.clone())
-                .collect();
-            if !gone.is_empty() {
-                out.push(Utterance {
-                    text: format!("No longer in view: {}.", join_and(&gone)),
-                    kind: Kind::Object,
-                    priority: 0,
-                    t,
-                    interrupt: false,
-                    earcon: false,
-                });
-            }
-        }
-        out
     }
 
     /// A frame too dark to judge at time `t`. Label tracks are left as they were.

@@ -1,35 +1,31 @@
 //! clipsight: an assistive-vision runtime for CLIP-family encoders on small boards.
 //!
-//! The data flows one way, one stage per module:
-//! capture → [`decode`]/[`preprocess`] → [`encode`] → [`matching`] → decide → speak.
-//! [`bundle`] loads the model files and their manifest; [`prompts`], [`calibrate`] and
-//! [`bank`] turn prompt sets into calibrated prompt banks. [`home`] is the home profile's fall
-//! monitor, event log and caregiver channels (MQTT, webhook).
+//! The data flows one way, one stage per module, in this order:
+//!
+//! 1. [`capture`]: frame sources (camera, image folders) and image decoding → [`capture::Frame`].
+//! 2. [`vision`]: the change gate, preprocessing and the image encoder → an embedding.
+//! 3. [`matching`]: the embedding against the prompt banks → calibrated scores.
+//! 4. [`decide`]: scores over time → what is worth saying ([`decide::Utterance`]).
+//! 5. [`speech`]: the speech queue and the speakers.
+//!
+//! [`pipeline`] wires those stages into the live loop; [`controls`] brings the user's
+//! commands in. [`model`] loads a model bundle and its manifest; [`prompts`] turns prompt sets
+//! into calibrated prompt banks. [`home`] is the home profile's fall monitor, event log and
+//! caregiver channels (MQTT, webhook). [`cli`] is the command line's edge.
 
-pub mod bank;
-pub mod bench;
-pub mod build_bank;
-pub mod bundle;
-pub mod calibrate;
-#[cfg(all(feature = "camera", target_os = "linux"))]
-pub mod camera;
 pub mod capture;
-pub mod config;
-pub mod controls;
 pub mod decide;
-pub mod decode;
-pub mod embedder;
-pub mod encode;
-#[cfg(feature = "ort")]
-pub mod encode_ort;
-pub mod gate;
-pub mod home;
-pub mod input;
 pub mod matching;
-pub mod metrics;
-pub mod notify;
-pub mod pipeline;
-pub mod preprocess;
-pub mod prompts;
 pub mod speech;
+pub mod vision;
+
+pub mod cli;
+pub mod controls;
+pub mod home;
+pub mod model;
+pub mod pipeline;
+pub mod prompts;
 pub mod toml_error;
+pub mod types;
+
+pub use types::{Category, Control, Frame, Kind, RgbView, Scores, Utterance};

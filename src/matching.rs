@@ -1,10 +1,33 @@
-//! Matching: an image embedding against a prompt bank → cosines, probabilities, rankings.
+//! Matching: an image embedding against the prompt banks → calibrated scores.
 //!
-//! Input: a unit-length image embedding and a [`Bank`]. Output: per-label cosines (written
-//! into a caller-owned buffer), softmax probabilities of `logit_scale × cosine`, and top-K
-//! rankings. Pure arithmetic: it cannot fail, and NaN never panics a sort (`total_cmp`).
+//! Input: a unit-length image embedding and the loaded [`Bank`]s. Output: [`Scores`], every
+//! label's cosine and calibrated score (z) in bank order, written into caller-owned buffers by
+//! [`score`], the one scoring function every command uses; plus softmax probabilities of
+//! `logit_scale × cosine` and top-K rankings for `classify`. Pure arithmetic: it cannot
+//! fail, and NaN never panics a sort (`total_cmp`).
 
-use crate::bank::Bank;
+use crate::prompts::bank::Bank;
+use crate::types::Scores;
+
+/// Scores `embedding` against every label of `banks`, in bank order, into `out` (resized to
+/// the number of labels; no allocation once warm).
+pub fn score(banks: &[Bank], embedding: &[f32], out: &mut Scores) {
+    let n: usize = banks.iter().map(Bank::len).sum();
+    out.cosine.resize(n, 0.0);
+    out.z.resize(n, 0.0);
+    let mut at = 0;
+    for bank in banks {
+        let (cos, z) = (
+            &mut out.cosine[at..at + bank.len()],
+            &mut out.z[at..at + bank.len()],
+        );
+        bank.cosines(embedding, cos);
+        for ((e, c), z) in bank.entries.iter().zip(cos.iter()).zip(z.iter_mut()) {
+            *z = e.z(*c);
+        }
+        at += bank.len();
+    }
+}
 
 /// Scales `v` to unit length in place (an all-zero vector stays zero).
 pub fn normalize(v: &mut [f32]) {
@@ -59,18 +82,15 @@ pub struct Ranked {
 }
 
 /// Ranks a bank's labels for one image by softmax probability (CLIP zero-shot
-/// classification). `cosines` and `probs` are scratch buffers of the bank's length.
-pub fn classify(
+/// classification), from the bank's slice of [`score`]'s cosines. `probs` is scratch.
+pub fn rank(
     bank: &Bank,
-    embedding: &[f32],
+    cosines: &[f32],
     logit_scale: f32,
     k: usize,
-    cosines: &mut Vec<f32>,
     probs: &mut Vec<f32>,
 ) -> Vec<Ranked> {
-    cosines.resize(bank.len(), 0.0);
-    probs.resize(bank.len(), 0.0);
-    bank.cosines(embedding, cosines);
+    probs.resize(cosines.len(), 0.0);
     softmax_scaled(cosines, logit_scale, probs);
     top_k(probs, k)
         .into_iter()

@@ -2,7 +2,7 @@
 //! or an error message, never a panic; a loaded bank can be matched against.
 #![no_main]
 
-use clipsight::bank::Bank;
+use clipsight::prompts::bank::Bank;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use clipsight::config::RunConfig;
+use clipsight::cli::config::RunConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

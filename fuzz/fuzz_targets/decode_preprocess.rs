@@ -6,9 +6,9 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use clipsight::bundle::{Interpolation, ResizeMode};
-use clipsight::decode::{decode_bytes, DecodeLimits};
-use clipsight::preprocess::{PreprocessSpec, Preprocessor};
+use clipsight::model::{Interpolation, ResizeMode};
+use clipsight::capture::decode::{decode_bytes, DecodeLimits};
+use clipsight::vision::preprocess::{PreprocessSpec, Preprocessor};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: DecodeLimits = DecodeLimits {

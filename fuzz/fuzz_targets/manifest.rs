@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use clipsight::bundle::Manifest;
+use clipsight::model::Manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

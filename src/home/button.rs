@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::controls::input::{watch_keys, POLL_MS};
 use crate::home::config::ButtonConfig;
 use crate::home::fall::CommandSource;
 use crate::home::HomeCommand;
-use crate::input::{watch_keys, POLL_MS};
 
 /// Presses closer together than this count once.
 pub const DEBOUNCE: Duration = Duration::from_millis(1000);
@@ -104,7 +104,7 @@ fn run(cfg: &ButtonConfig, commands: &Sender<HomeCommand>, stop: &Receiver<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{encode_event, key_down};
+    use crate::controls::input::{encode_event, key_down};
 
     #[test]
     fn a_configured_key_press_sends_one_cancel() {

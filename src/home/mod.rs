@@ -28,6 +28,7 @@
 pub mod button;
 pub mod clock;
 pub mod config;
+mod delivery;
 pub mod events;
 pub mod fall;
 pub mod mqtt;
@@ -36,7 +37,6 @@ pub mod outbox;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,11 +49,13 @@ pub use events::{EventLogError, EventRecord};
 pub use fall::{AlertKind, CommandSource, FallAction, MonitorState, PersonObservation, View};
 pub use outbox::OutboxError;
 
+use crate::types::{Kind, Utterance};
+
 use button::ButtonReader;
 use events::{AlertInfo, AlertState, Contact, EventLog, IncidentKind, Scores, Step, UpdateType};
 use fall::{FallMonitor, IncidentId};
 use mqtt::{MqttChannel, Topics};
-use outbox::{Outbox, Priority};
+use outbox::Outbox;
 use webhook::WebhookChannel;
 
 /// Commands that may wait in the command channel.
@@ -71,6 +73,8 @@ pub const MUTE_LABEL: &str = "muted";
 pub enum HomeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("home.fall_label {label:?} is not a label of the loaded banks ({labels})")]
+    FallLabel { label: String, labels: String },
     #[error(transparent)]
     EventLog(#[from] EventLogError),
     #[error(transparent)]
@@ -115,26 +119,6 @@ impl HomeCommand {
             HomeCommand::Unmute { .. } => "unmute",
         }
     }
-
-    /// Parses a command in the `set` topic's syntax (also good for a control socket line).
-    pub fn parse(payload: &[u8], source: CommandSource) -> Result<HomeCommand, mqtt::CommandError> {
-        mqtt::parse_command(payload, source)
-    }
-}
-
-/// How a sentence should be spoken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Urgency {
-    Normal,
-    /// Interrupt whatever is being said.
-    Urgent,
-}
-
-/// A sentence for the pipeline's speaker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Utterance {
-    pub text: String,
-    pub urgency: Urgency,
 }
 
 #[derive(Debug)]
@@ -311,21 +295,9 @@ impl HomeMonitor {
         self.commands_rx.clone()
     }
 
-    /// A sender for commands from elsewhere (the control socket), merged into [`commands`].
-    ///
-    /// [`commands`]: HomeMonitor::commands
-    pub fn command_sender(&self) -> Sender<HomeCommand> {
-        self.commands_tx.clone()
-    }
-
     /// The state machine's state now.
     pub fn state(&self) -> MonitorState {
         self.machine.state()
-    }
-
-    /// Whether the pipeline may keep snapshots (config `snapshots`, off by default).
-    pub fn snapshots_enabled(&self) -> bool {
-        self.cfg.snapshots
     }
 
     /// Extra numbers for the next `stats` message (frame rate, encoder latency, ...).
@@ -464,10 +436,19 @@ impl HomeMonitor {
     fn emit(&mut self, at: &Stamp, action: FallAction) -> Option<Utterance> {
         let speech = self.cfg.speech.clone();
         let fall_label = self.cfg.fall_label.clone();
-        let say = |text: &str, urgency| {
-            (!text.is_empty()).then(|| Utterance {
-                text: text.to_string(),
-                urgency,
+        // A check-in or alert sentence interrupts and has the earcon; the others are status.
+        // `t` is the pipeline's to set (the observer knows its clock).
+        let say = |text: &str, kind| {
+            (!text.is_empty()).then(|| {
+                let urgent = kind == Kind::CheckIn;
+                Utterance {
+                    text: text.to_string(),
+                    kind,
+                    priority: 0,
+                    t: 0.0,
+                    interrupt: urgent,
+                    earcon: urgent,
+                }
             })
         };
         let (n, step, update, by, utterance) = match action {
@@ -480,12 +461,12 @@ impl HomeMonitor {
                 let inc = self.new_incident(incident, IncidentKind::Fall, &fall_label, start);
                 inc.alert.state = AlertState::CheckIn;
                 inc.lying_max = lying;
-                let u = say(&speech.checkin, Urgency::Urgent);
+                let u = say(&speech.checkin, Kind::CheckIn);
                 (incident, Step::CheckIn, UpdateType::New, None, u)
             }
             FallAction::CheckInCancelled { incident, by } => {
                 self.with(incident, |inc| inc.alert.state = AlertState::None);
-                let u = say(&speech.cancelled, Urgency::Normal);
+                let u = say(&speech.cancelled, Kind::Status);
                 (
                     incident,
                     Step::CheckInCancelled,
@@ -517,7 +498,7 @@ impl HomeMonitor {
                     inc.alert.raised_time = Some(at.unix);
                 });
                 let u = match kind {
-                    AlertKind::Fall => say(&speech.alert_raised, Urgency::Urgent),
+                    AlertKind::Fall => say(&speech.alert_raised, Kind::CheckIn),
                     AlertKind::Inactivity => None,
                 };
                 (incident, Step::Alert, update, None, u)
@@ -543,7 +524,7 @@ impl HomeMonitor {
                     inc.alert.acknowledged_time = Some(at.unix);
                 });
                 let u = match kind {
-                    AlertKind::Fall => say(&speech.acknowledged, Urgency::Normal),
+                    AlertKind::Fall => say(&speech.acknowledged, Kind::Status),
                     AlertKind::Inactivity => None,
                 };
                 (
@@ -561,7 +542,7 @@ impl HomeMonitor {
             FallAction::AlertCancelled { incident, kind, by } => {
                 self.with(incident, |inc| inc.alert.state = AlertState::Cancelled);
                 let u = match kind {
-                    AlertKind::Fall if by.is_local() => say(&speech.cancelled, Urgency::Normal),
+                    AlertKind::Fall if by.is_local() => say(&speech.cancelled, Kind::Status),
                     _ => None,
                 };
                 (
@@ -666,172 +647,6 @@ impl HomeMonitor {
             f(inc);
         }
     }
-
-    /// Writes a record to the log and queues it for the channels.
-    fn deliver(&mut self, record: &EventRecord, alerted: bool, escalated: bool) {
-        self.counters.records += 1;
-        if let Err(e) = self.log.append(record) {
-            self.counters.log_errors += 1;
-            log::error!("home: {e}");
-        }
-        let value = match serde_json::to_value(record) {
-            Ok(v) => v,
-            Err(e) => {
-                log::error!("home: cannot encode a record: {e}");
-                return;
-            }
-        };
-        let priority = if alerted {
-            Priority::Alert
-        } else {
-            Priority::Event
-        };
-        // The alerts stream sees an incident from its alert on: that first record is `new`.
-        let alert_value = alerted.then(|| {
-            let mut v = value.clone();
-            if record.step == Step::Alert {
-                v["type"] = json!("new");
-            }
-            v
-        });
-        if let (Some(topics), Some(outbox)) = (&self.topics, &self.mqtt_outbox) {
-            let mut queue = vec![(&topics.events, &value)];
-            if let Some(v) = &alert_value {
-                queue.push((&topics.alerts, v));
-            }
-            for (topic, payload) in queue {
-                let rec = json!({"topic": topic, "payload": payload, "retain": false});
-                if let Err(e) = outbox.push(&rec, priority) {
-                    self.counters.outbox_errors += 1;
-                    log::error!("home: {e}; sending without a disk copy");
-                    if let Some(m) = &self.mqtt {
-                        m.publish_live(topic.clone(), payload.to_string().into_bytes(), false);
-                    }
-                }
-            }
-        }
-        let webhook_cfg = self.cfg.webhook.as_ref();
-        let body = match (&alert_value, webhook_cfg) {
-            (Some(v), Some(_)) => Some(with_topic(v, "alerts")),
-            (None, Some(w)) if w.events => Some(with_topic(&value, "events")),
-            _ => None,
-        };
-        if let Some(body) = body {
-            let mut targets = Vec::new();
-            if let Some(o) = &self.webhook_outbox {
-                targets.push(o.clone());
-            }
-            if escalated && alerted {
-                if let Some(o) = &self.escalation_outbox {
-                    targets.push(o.clone());
-                }
-            }
-            for o in targets {
-                if let Err(e) = o.push(&body, priority) {
-                    self.counters.outbox_errors += 1;
-                    log::error!("home: {e}; this webhook POST is lost");
-                }
-            }
-        }
-    }
-
-    fn state_json(&self, state: &MonitorState) -> Value {
-        let alert = |a: &Option<fall::AlertStatus>| {
-            a.map(|a| {
-                json!({
-                    "id": self.incidents.get(&a.incident).map(|i| i.id.clone()),
-                    "acknowledged": a.acknowledged,
-                    "escalated": a.escalated,
-                })
-            })
-        };
-        let escalated = [state.fall_alert, state.inactivity_alert]
-            .iter()
-            .flatten()
-            .any(|a| a.escalated && !a.acknowledged);
-        json!({
-            "fall": state.fall,
-            "fall_alert": alert(&state.fall_alert),
-            "inactivity_alert": alert(&state.inactivity_alert),
-            "escalated": escalated,
-            "cant_see": state.cant_see,
-            "muted": state.muted,
-        })
-    }
-
-    fn publish_state_if_changed(&mut self) {
-        let state = self.machine.state();
-        if self.last_state == Some(state) {
-            return;
-        }
-        self.last_state = Some(state);
-        let v = self.state_json(&state);
-        if let (Some(m), Some(t)) = (&self.mqtt, &self.topics) {
-            m.publish_live(t.state.clone(), v.to_string().into_bytes(), true);
-        }
-        self.update_heartbeat(None);
-    }
-
-    fn update_heartbeat(&self, at: Option<&Stamp>) {
-        let state = self.state_json(&self.machine.state());
-        let mut hb = self.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
-        hb["state"] = state;
-        if let Some(at) = at {
-            hb["time"] = json!(at.unix);
-            if let Some(first) = self.first_mono {
-                hb["uptime_seconds"] = json!((at.mono - first).max(0.0).round());
-            }
-        }
-        let (m, w, e) = self.pending_deliveries();
-        hb["outbox"] = json!({"mqtt": m, "webhook": w, "webhook_escalation": e});
-    }
-
-    fn maybe_stats(&mut self, at: &Stamp) {
-        let first = *self.first_mono.get_or_insert(at.mono);
-        let due = self.next_stats_mono.map_or(true, |t| at.mono >= t);
-        if !due {
-            return;
-        }
-        self.next_stats_mono = Some(at.mono + self.cfg.stats_interval_seconds);
-        self.update_heartbeat(Some(at));
-        let Some(m) = &self.mqtt else {
-            return;
-        };
-        let Some(topics) = &self.topics else {
-            return;
-        };
-        let (om, ow, oe) = self.pending_deliveries();
-        let webhook_delivered = self
-            .webhook
-            .as_ref()
-            .map_or(0, |w| w.status.delivered.load(Ordering::Relaxed));
-        let stats = json!({
-            "node": self.cfg.node_id,
-            "time": at.unix,
-            "uptime_seconds": (at.mono - first).max(0.0).round(),
-            "observations": self.counters.observations,
-            "cant_see_observations": self.counters.cant_see_observations,
-            "records": self.counters.records,
-            "state": self.state_json(&self.machine.state()),
-            "mqtt_connected": m.status.connected.load(Ordering::Relaxed),
-            "delivered": {
-                "mqtt": m.status.delivered.load(Ordering::Relaxed),
-                "webhook": webhook_delivered,
-            },
-            "outbox": {"mqtt": om, "webhook": ow, "webhook_escalation": oe},
-            "errors": {"event_log": self.counters.log_errors, "outbox": self.counters.outbox_errors},
-            "pipeline": self.pipeline_stats,
-        });
-        m.publish_live(topics.stats.clone(), stats.to_string().into_bytes(), false);
-    }
-}
-
-fn with_topic(v: &Value, topic: &str) -> Value {
-    let mut v = v.clone();
-    if let Some(map) = v.as_object_mut() {
-        map.insert("topic".into(), json!(topic));
-    }
-    v
 }
 
 impl Drop for HomeMonitor {
@@ -892,7 +707,7 @@ mod tests {
                 "I have sent an alert to your carer."
             ]
         );
-        assert_eq!(said[0].urgency, Urgency::Urgent);
+        assert_eq!(said[0].kind, Kind::CheckIn);
         let ack = HomeCommand::Acknowledge {
             source: CommandSource::Mqtt,
             by: "Anna".into(),

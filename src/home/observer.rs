@@ -8,11 +8,14 @@
 //! the MQTT `set` topic. "OK" and "acknowledge" controls (button, control socket, stdin) become
 //! [`HomeCommand`]s. Time is the monitor's own clock, so timers also run while no frame arrives.
 
-use crate::decide::{Kind, Utterance};
+use crate::decide::LabelInfo;
 use crate::home::fall::{CommandSource, PersonObservation, View};
-use crate::home::{HomeClock, HomeCommand, HomeMonitor, Urgency};
-use crate::pipeline::{Control, Observation, Observer};
-use crate::prompts::Category;
+use crate::home::{HomeClock, HomeCommand, HomeConfig, HomeError, HomeMonitor, HomeSecrets};
+use crate::pipeline::metrics::RunStats;
+use crate::pipeline::{Observation, Observer};
+use crate::types::Category;
+use crate::types::Control;
+use crate::types::Utterance;
 
 /// Timers and MQTT commands are looked at this often, in seconds.
 const TICK_S: f64 = 1.0;
@@ -25,6 +28,24 @@ pub struct HomeObserver {
 }
 
 impl HomeObserver {
+    /// Starts the monitor of `config` (its channels, its event log) watching `labels`, the
+    /// loaded banks' labels; `home.fall_label` must be one of them.
+    pub fn start(config: &HomeConfig, labels: &[LabelInfo]) -> Result<Self, HomeError> {
+        if !labels.iter().any(|l| l.label == config.fall_label) {
+            return Err(HomeError::FallLabel {
+                label: config.fall_label.clone(),
+                labels: labels
+                    .iter()
+                    .map(|l| l.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let secrets = HomeSecrets::load(config)?;
+        let monitor = HomeMonitor::start(config.clone(), secrets)?;
+        Ok(Self::new(monitor, config.fall_label.clone()))
+    }
+
     pub fn new(monitor: HomeMonitor, fall_label: String) -> Self {
         HomeObserver {
             monitor,
@@ -34,20 +55,12 @@ impl HomeObserver {
         }
     }
 
-    fn convert(said: Vec<crate::home::Utterance>, t: f64) -> Vec<Utterance> {
-        said.into_iter()
-            .map(|u| {
-                let urgent = u.urgency == Urgency::Urgent;
-                Utterance {
-                    text: u.text,
-                    kind: if urgent { Kind::CheckIn } else { Kind::Status },
-                    priority: if urgent { 250 } else { 0 },
-                    t,
-                    interrupt: urgent,
-                    earcon: urgent,
-                }
-            })
-            .collect()
+    /// Stamps the monitor's sentences with the pipeline's clock.
+    fn convert(mut said: Vec<Utterance>, t: f64) -> Vec<Utterance> {
+        for u in &mut said {
+            u.t = t;
+        }
+        said
     }
 }
 
@@ -95,6 +108,12 @@ impl Observer for HomeObserver {
         Self::convert(self.tick_due(now), t)
     }
 
+    /// The next MQTT `stats` message carries these (frame counts, latencies, frame rate).
+    fn stats(&mut self, stats: &RunStats) {
+        self.monitor
+            .set_pipeline_stats(serde_json::to_value(stats).unwrap_or_default());
+    }
+
     /// Stops the channels cleanly (publishes `offline`).
     fn finish(self: Box<Self>) {
         self.monitor.shutdown();
@@ -102,7 +121,7 @@ impl Observer for HomeObserver {
 }
 
 impl HomeObserver {
-    fn tick_due(&mut self, mono: f64) -> Vec<crate::home::Utterance> {
+    fn tick_due(&mut self, mono: f64) -> Vec<Utterance> {
         if mono - self.last_tick < TICK_S {
             return Vec::new();
         }

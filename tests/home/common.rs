@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use clipsight::home::config::{HomeConfig, MqttConfig};
-use clipsight::home::{HomeMonitor, PersonObservation, Stamp, Utterance, View};
+use clipsight::home::{HomeMonitor, PersonObservation, Stamp, View};
+use clipsight::Utterance;
 use crossbeam_channel::Receiver;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 

@@ -6,14 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use clipsight::bank::{Bank, BankEntry};
-use clipsight::bundle::Bundle;
-use clipsight::config::RunConfig;
-use clipsight::decode::{decode_file, DecodeLimits};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::TractImageEncoder;
-use clipsight::prompts::Category;
+use clipsight::capture::decode::{decode_file, DecodeLimits};
+use clipsight::cli::config::RunConfig;
+use clipsight::model::Bundle;
+use clipsight::prompts::bank::{Bank, BankEntry};
 use clipsight::speech::SpeakerKind;
+use clipsight::types::Category;
+use clipsight::vision::tract::TractImageEncoder;
+use clipsight::vision::ImageEmbedder;
 
 use crate::common::*;
 

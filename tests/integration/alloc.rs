@@ -5,12 +5,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use clipsight::bank::{Bank, BankEntry};
-use clipsight::bundle::{Interpolation, ModelIdentity, ResizeMode};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{EncodeError, ImageEncoder};
-use clipsight::preprocess::{PreprocessSpec, RgbView};
-use clipsight::prompts::Category;
+use clipsight::model::{Interpolation, ModelIdentity, ResizeMode};
+use clipsight::prompts::bank::{Bank, BankEntry};
+use clipsight::types::Category;
+use clipsight::types::RgbView;
+use clipsight::vision::encoder::{EncodeError, ImageEncoder};
+use clipsight::vision::preprocess::PreprocessSpec;
+use clipsight::vision::ImageEmbedder;
 
 struct Counting;
 

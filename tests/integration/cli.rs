@@ -102,7 +102,7 @@ fn a_tampered_model_file_is_refused_by_hash() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&onnx, bytes).unwrap();
-    let err = clipsight::bundle::Bundle::load(dir.path())
+    let err = clipsight::model::Bundle::load(dir.path())
         .unwrap_err()
         .to_string();
     assert!(
@@ -114,7 +114,7 @@ fn a_tampered_model_file_is_refused_by_hash() {
 #[test]
 fn embed_prompts_writes_a_calibrated_bank() {
     let bank_path = tiny_bank("tests/fixtures/prompts-small.toml");
-    let bank = clipsight::bank::Bank::load(&bank_path).unwrap();
+    let bank = clipsight::prompts::bank::Bank::load(&bank_path).unwrap();
     assert_eq!(bank.model.id, "clipsight-tiny-test");
     let labels: Vec<_> = bank.entries.iter().map(|e| e.label.as_str()).collect();
     assert_eq!(
@@ -127,10 +127,7 @@ fn embed_prompts_writes_a_calibrated_bank() {
         assert!(e.threshold > e.neg_mean && e.neg_std > 0.0);
         assert!(e.say.contains(&e.label) || !e.say.is_empty());
     }
-    assert_eq!(
-        bank.entries[1].category,
-        clipsight::prompts::Category::Hazard
-    );
+    assert_eq!(bank.entries[1].category, clipsight::types::Category::Hazard);
     assert!(bank.entries[1].say.contains("stairs going down"));
 }
 

@@ -8,16 +8,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clipsight::bank::{Bank, BankEntry};
-use clipsight::bundle::Bundle;
-use clipsight::capture::{CaptureError, Frame, FrameSource};
-use clipsight::decide::{DecisionConfig, Utterance};
-use clipsight::decode::{decode_file, DecodeLimits};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::TractImageEncoder;
+use clipsight::capture::decode::{decode_file, DecodeLimits};
+use clipsight::capture::{CaptureError, FrameSource};
+use clipsight::decide::DecisionConfig;
+use clipsight::model::Bundle;
 use clipsight::pipeline::{Pipeline, PipelineConfig};
-use clipsight::prompts::Category;
+use clipsight::prompts::bank::{Bank, BankEntry};
 use clipsight::speech::{Speaker, SpeechError, SpeechThread, VoiceConfig};
+use clipsight::types::Category;
+use clipsight::types::Frame;
+use clipsight::types::Utterance;
+use clipsight::vision::tract::TractImageEncoder;
+use clipsight::vision::ImageEmbedder;
 use image::RgbImage;
 
 use crate::common::*;

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod faults;
 mod live;
+mod ort;
 mod parity;
 mod privacy;
 mod speechd;

@@ -1,11 +1,12 @@
 //! Parity with the reference implementations: the Rust preprocessing against PIL (as CLIP
 //! preprocesses), and tract against onnxruntime on the tiny CLIP-architecture model.
 
-use clipsight::bundle::{Bundle, Interpolation, ResizeMode};
-use clipsight::decode::{decode_file, DecodeLimits};
-use clipsight::embedder::ImageEmbedder;
-use clipsight::encode::{TractImageEncoder, TractTextEncoder};
-use clipsight::preprocess::{PreprocessSpec, Preprocessor};
+use clipsight::capture::decode::{decode_file, DecodeLimits};
+use clipsight::model::{Bundle, Interpolation, ResizeMode};
+use clipsight::prompts::text_encoder::TractTextEncoder;
+use clipsight::vision::preprocess::{PreprocessSpec, Preprocessor};
+use clipsight::vision::tract::TractImageEncoder;
+use clipsight::vision::ImageEmbedder;
 
 use crate::common::*;
 

@@ -10,6 +10,8 @@
 //! Each source runs on its own thread and checks the stop flag at least every
 //! [`crate::pipeline::POLL`]. None of them is a network listener.
 
+pub mod input;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -22,8 +24,9 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-use crate::input::watch_keys;
-use crate::pipeline::{Control, POLL};
+use crate::controls::input::watch_keys;
+use crate::pipeline::POLL;
+use crate::types::Control;
 
 /// Wait before reopening an input device that is missing or went away.
 pub const REOPEN_WAIT: Duration = Duration::from_secs(3);
@@ -309,7 +312,7 @@ mod tests {
     fn an_input_device_key_is_a_control_and_stop_does_not_wait_for_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("event3");
-        crate::input::make_fifo(&dev);
+        crate::controls::input::make_fifo(&dev);
         let (tx, rx) = crossbeam_channel::bounded(4);
         let stop = Arc::new(AtomicBool::new(false));
         let config = ControlsConfig {
@@ -318,7 +321,7 @@ mod tests {
         };
         let controls = Controls::start(&config, tx, stop.clone()).unwrap();
         let mut w = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
-        w.write_all(&crate::input::key_down(keys::KEY_MUTE))
+        w.write_all(&crate::controls::input::key_down(keys::KEY_MUTE))
             .unwrap();
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(5)).unwrap(),

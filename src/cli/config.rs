@@ -2,19 +2,22 @@
 //! stage settings live in sections. Unknown keys are refused, and the error names the key.
 //! Relative paths are taken relative to the config file's folder.
 //!
-//! This is the "what the user wrote" phase; `main.rs` merges the flags over it and builds
-//! the typed stage configs the library takes.
+//! This is the "what the user wrote" phase; [`RunConfig::apply`] merges the flags over it and
+//! gives the validated [`RuntimeConfig`] that `run` starts from.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::SourceSpec;
+use crate::cli::args::RunArgs;
 use crate::controls::ControlsConfig;
 use crate::decide::DecisionConfig;
-use crate::encode::Device;
-use crate::gate::{DarkConfig, GateConfig};
+use crate::home::HomeConfig;
 use crate::pipeline::PipelineConfig;
 use crate::speech::{SpeakerKind, VoiceConfig};
+use crate::vision::encoder::{Backend, Device, EncoderOptions};
+use crate::vision::gate::{DarkConfig, GateConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,6 +29,15 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A setting that neither the file nor the flags give.
+    #[error("no {what}: give --{flag} or `{key}` in the config")]
+    Missing {
+        what: &'static str,
+        flag: &'static str,
+        key: &'static str,
+    },
+    #[error("{0}")]
+    Source(String),
 }
 
 /// `[camera]`.
@@ -52,6 +64,29 @@ impl Default for CameraConfig {
     }
 }
 
+/// The replay rate of a folder source when neither flag nor config gives one.
+pub const DEFAULT_REPLAY_FPS: f64 = 5.0;
+
+/// What a run starts from: the file with the flags over it, checked.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub model: PathBuf,
+    pub banks: Vec<PathBuf>,
+    pub source: SourceSpec,
+    /// Replay rate of a folder source.
+    pub fps: f64,
+    pub speaker: SpeakerKind,
+    pub speech_dir: Option<PathBuf>,
+    pub stats_json: bool,
+    pub duration_s: f64,
+    pub encoder: EncoderOptions,
+    pub pipeline: PipelineConfig,
+    pub voice: VoiceConfig,
+    pub camera: CameraConfig,
+    pub controls: ControlsConfig,
+    pub home: Option<HomeConfig>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -60,6 +95,10 @@ pub struct RunConfig {
     pub model: Option<PathBuf>,
     /// Where the image encoder runs: `cpu` or `cuda` (`--device`; `cuda` needs the feature).
     pub device: Device,
+    /// The image encoder's runtime: `tract` or `ort` (`--backend`).
+    pub backend: Backend,
+    /// Threads for the image encoder's matrix products (`--threads`; default 1).
+    pub threads: Option<usize>,
     /// Prompt banks (`--bank`, repeatable).
     pub banks: Vec<PathBuf>,
     /// `camera`, `camera:N`, `/dev/videoN`, or an image folder (`--source`).
@@ -87,7 +126,7 @@ pub struct RunConfig {
     pub camera: CameraConfig,
     pub controls: ControlsConfig,
     /// The home monitor (fall escalation, caregiver alerts); absent: off.
-    pub home: Option<crate::home::HomeConfig>,
+    pub home: Option<HomeConfig>,
 }
 
 impl RunConfig {
@@ -192,13 +231,78 @@ impl RunConfig {
             fix(s);
         }
         if let Some(src) = self.source.as_mut() {
-            if !src.starts_with("camera")
-                && !src.starts_with("/dev/")
-                && Path::new(src).is_relative()
-            {
-                *src = dir.join(&*src).to_string_lossy().into_owned();
+            if let Ok(SourceSpec::Folder(p)) = SourceSpec::parse(src) {
+                if p.is_relative() {
+                    *src = dir.join(p).to_string_lossy().into_owned();
+                }
             }
         }
+    }
+
+    /// The flags of `run` over this file: the settings a run starts from, with what it
+    /// cannot do without checked.
+    pub fn apply(mut self, args: RunArgs) -> Result<RuntimeConfig, ConfigError> {
+        if args.model.is_some() {
+            self.model = args.model;
+        }
+        if !args.banks.is_empty() {
+            self.banks = args.banks;
+        }
+        if args.source.is_some() {
+            self.source = args.source;
+        }
+        if args.fps.is_some() {
+            self.fps = args.fps;
+        }
+        if args.speaker.is_some() {
+            self.speaker = args.speaker;
+        }
+        if args.speech_dir.is_some() {
+            self.speech_dir = args.speech_dir;
+        }
+        if let Some(v) = args.verbosity {
+            self.decision.verbosity = v;
+        }
+        if let Some(d) = args.duration {
+            self.duration_s = d;
+        }
+        self.stats_json |= args.stats_json;
+        let e = args.encoder;
+        let encoder = EncoderOptions {
+            backend: e.backend.unwrap_or(self.backend),
+            device: e.device.unwrap_or(self.device),
+            threads: e.threads.or(self.threads).unwrap_or(1).max(1),
+            ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        };
+        let missing = |what, flag, key| ConfigError::Missing { what, flag, key };
+        let model = self
+            .model
+            .take()
+            .ok_or(missing("model", "model", "model"))?;
+        if self.banks.is_empty() {
+            return Err(missing("prompt bank", "bank", "banks"));
+        }
+        let source = self
+            .source
+            .as_deref()
+            .ok_or(missing("source", "source", "source"))?;
+        let source = SourceSpec::parse(source).map_err(ConfigError::Source)?;
+        Ok(RuntimeConfig {
+            pipeline: self.pipeline(),
+            model,
+            banks: std::mem::take(&mut self.banks),
+            source,
+            fps: self.fps.unwrap_or(DEFAULT_REPLAY_FPS),
+            speaker: self.speaker.unwrap_or(SpeakerKind::Speechd),
+            speech_dir: self.speech_dir,
+            stats_json: self.stats_json,
+            duration_s: self.duration_s,
+            encoder,
+            voice: self.voice,
+            camera: self.camera,
+            controls: self.controls,
+            home: self.home,
+        })
     }
 
     /// The pipeline's settings.

@@ -12,7 +12,8 @@
 //! nothing. Failures: a zero-sized image or a wrong output buffer length, as
 //! [`PreprocessError`].
 
-use crate::bundle::{ImageSpec, Interpolation, ResizeMode};
+use crate::model::{ImageSpec, Interpolation, ResizeMode};
+use crate::types::RgbView;
 
 /// Fixed-point precision of Pillow's 8-bit resampler (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
@@ -30,36 +31,6 @@ pub enum PreprocessError {
     },
     #[error("the output buffer holds {found} values, expected {expected}")]
     BadOutput { expected: usize, found: usize },
-}
-
-/// A borrowed packed RGB8 image.
-#[derive(Debug, Clone, Copy)]
-pub struct RgbView<'a> {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: &'a [u8],
-}
-
-impl<'a> RgbView<'a> {
-    pub fn new(width: u32, height: u32, pixels: &'a [u8]) -> Result<Self, PreprocessError> {
-        if width == 0 || height == 0 {
-            return Err(PreprocessError::Empty { width, height });
-        }
-        let expected = width as usize * height as usize * 3;
-        if pixels.len() != expected {
-            return Err(PreprocessError::BadPixels {
-                width,
-                height,
-                expected,
-                found: pixels.len(),
-            });
-        }
-        Ok(RgbView {
-            width,
-            height,
-            pixels,
-        })
-    }
 }
 
 impl<'a> From<&'a image::RgbImage> for RgbView<'a> {

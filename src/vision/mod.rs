@@ -4,10 +4,19 @@
 //! allocates nothing here. Failures are [`EmbedError`]s; the caller decides whether to skip
 //! the frame or stop.
 
+pub mod encoder;
+pub mod gate;
+#[cfg(feature = "ort")]
+pub mod ort;
+pub mod preprocess;
+pub mod select;
+pub mod tract;
+
 use std::time::{Duration, Instant};
 
-use crate::encode::{EncodeError, ImageEncoder};
-use crate::preprocess::{PreprocessError, PreprocessSpec, Preprocessor, RgbView};
+use crate::types::RgbView;
+use crate::vision::encoder::{EncodeError, ImageEncoder};
+use crate::vision::preprocess::{PreprocessError, PreprocessSpec, Preprocessor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {

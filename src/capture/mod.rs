@@ -10,21 +10,46 @@
 //!
 //! Failures are [`CaptureError`]s; none of them ends the run except the end of a folder.
 
+pub mod decode;
+#[cfg(all(feature = "camera", target_os = "linux"))]
+pub mod nokhwa;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use crate::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::capture::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::types::Frame;
 
-/// One captured frame.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// Counts frames from the source's start, bad frames included.
-    pub seq: u64,
-    /// Seconds since the source started, on its clock (replay time for a folder).
-    pub t: f64,
-    pub image: RgbImage,
+/// What `--source` (or `source` in the config) names: a camera or an image folder. Parsed
+/// once, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A V4L2 camera by index (`camera`, `camera:N`, `/dev/videoN`).
+    Camera(u32),
+    /// A folder of images replayed in file-name order.
+    Folder(PathBuf),
+}
+
+impl SourceSpec {
+    /// Parses a source name; a malformed camera name is an error that quotes it.
+    pub fn parse(s: &str) -> Result<SourceSpec, String> {
+        let number = |n: &str, what: &str| {
+            n.parse::<u32>()
+                .map(SourceSpec::Camera)
+                .map_err(|_| format!("source {s:?}: bad {what}"))
+        };
+        if s == "camera" {
+            Ok(SourceSpec::Camera(0))
+        } else if let Some(n) = s.strip_prefix("camera:") {
+            number(n, "camera number")
+        } else if let Some(n) = s.strip_prefix("/dev/video") {
+            number(n, "device")
+        } else {
+            Ok(SourceSpec::Folder(PathBuf::from(s)))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +71,6 @@ pub enum CaptureError {
 /// What a source tells the pipeline besides frames.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceEvent {
-    /// A frame.
-    Frame,
     /// The camera went away (first failure of a streak).
     Lost(String),
     /// The camera is back after a loss.

@@ -5,10 +5,16 @@
 //! sentence that contains the label, and the set's (or the built-in) templates. Failures are
 //! [`PromptSetError`]s that name the file and the key or label.
 
+pub mod bank;
+pub mod build;
+pub mod calibrate;
+pub mod text_encoder;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::types::Category;
+use serde::Deserialize;
 
 /// The templates used when neither the entry nor the set gives any: a short ensemble in the
 /// style of the CLIP paper's ImageNet prompts. `{}` stands for the label.
@@ -25,46 +31,6 @@ pub const DEFAULT_TEMPLATES: &[&str] = &[
 pub const MAX_PROMPTS: usize = 10_000;
 /// Upper bound on the templates of one entry.
 pub const MAX_TEMPLATES: usize = 256;
-
-/// What kind of thing a label is; it decides urgency and wording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    /// An everyday object ("a chair").
-    Object,
-    /// A hazard to warn about at once ("stairs going down").
-    Hazard,
-    /// A person's state ("lying on the floor").
-    Person,
-}
-
-impl Category {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Object => "object",
-            Category::Hazard => "hazard",
-            Category::Person => "person",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Category> {
-        match s {
-            "object" => Some(Category::Object),
-            "hazard" => Some(Category::Hazard),
-            "person" => Some(Category::Person),
-            _ => None,
-        }
-    }
-
-    /// The priority an entry gets when it names none: hazards first.
-    pub fn default_priority(self) -> u8 {
-        match self {
-            Category::Object => 10,
-            Category::Person => 50,
-            Category::Hazard => 100,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptSetError {

@@ -267,8 +267,8 @@ mod tests {
         Some((be(at + 7), be(at + 5)))
     }
 
-    const PNG_BOMB: &[u8] = include_bytes!("../tests/fixtures/bombs/png-100000x100000.png");
-    const JPEG_BOMB: &[u8] = include_bytes!("../tests/fixtures/bombs/jpeg-65500x65500.jpg");
+    const PNG_BOMB: &[u8] = include_bytes!("../../tests/fixtures/bombs/png-100000x100000.png");
+    const JPEG_BOMB: &[u8] = include_bytes!("../../tests/fixtures/bombs/jpeg-65500x65500.jpg");
 
     /// Decompression bombs (issue 8): a tiny file whose header claims 10 gigapixels is refused
     /// from its header, with a `TooLarge` that names the file, before a pixel is decoded.

@@ -2,16 +2,17 @@
 //!
 //! Each label's templates are embedded in batches, averaged and re-normalized (prompt
 //! ensembling, as in the CLIP paper); the calibration photos are embedded once; every label
-//! gets its threshold from [`crate::calibrate`]. Progress is reported through a callback so
+//! gets its threshold from [`crate::prompts::calibrate`]. Progress is reported through a callback so
 //! the binary can draw a progress bar. Failures name the prompt, photo or model file.
 
-use crate::bank::{Bank, BankEntry};
-use crate::bundle::Bundle;
-use crate::calibrate::{calibrate, CalibrationError, LabelStats, Reference};
-use crate::decode::{decode_file, DecodeError, DecodeLimits};
-use crate::embedder::{EmbedError, ImageEmbedder};
-use crate::encode::{EncodeError, TractTextEncoder};
+use crate::capture::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::model::Bundle;
+use crate::prompts::bank::{Bank, BankEntry};
+use crate::prompts::calibrate::{calibrate, CalibrationError, LabelStats, Reference};
+use crate::prompts::text_encoder::TractTextEncoder;
 use crate::prompts::PromptSet;
+use crate::vision::encoder::EncodeError;
+use crate::vision::{EmbedError, ImageEmbedder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

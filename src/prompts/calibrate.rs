@@ -157,7 +157,7 @@ pub fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompts::Category;
+    use crate::types::Category;
 
     fn prompt(label: &str, aliases: &[&str]) -> Prompt {
         Prompt {

@@ -6,7 +6,7 @@
 //! still lets a frame through every `recheck` seconds. Pure arithmetic into reused buffers:
 //! it cannot fail.
 
-use crate::preprocess::RgbView;
+use crate::types::RgbView;
 
 /// Thumbnail grid, in cells.
 pub const THUMB_W: usize = 32;

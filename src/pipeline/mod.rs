@@ -10,6 +10,9 @@
 //! [`POLL`]. A bad frame or a failed encode is counted and skipped; a camera that stops
 //! delivering, and an encoder that keeps failing, are said aloud.
 
+pub mod metrics;
+pub mod notify;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,55 +21,23 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
-use crate::bank::Bank;
-use crate::capture::{CaptureError, Frame, FrameSource, SourceEvent};
-use crate::decide::{DecisionConfig, DecisionEngine, Kind, LabelInfo, Utterance};
-use crate::embedder::ImageEmbedder;
-use crate::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
-use crate::metrics::{FrameCounts, RunStats, StageLatencies};
+use crate::capture::{CaptureError, FrameSource, SourceEvent};
+use crate::decide::{DecisionConfig, DecisionEngine, LabelInfo};
+use crate::matching::score;
+use crate::pipeline::metrics::{FrameCounts, RunStats, StageLatencies};
+use crate::prompts::bank::Bank;
 use crate::speech::SpeechCommand;
+use crate::types::Frame;
+use crate::types::{Control, Scores};
+use crate::types::{Kind, Utterance};
+use crate::vision::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
+use crate::vision::ImageEmbedder;
 
 /// The longest any loop waits before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
 
-/// How often the frame loop pets the systemd watchdog ([`crate::notify::watchdog`]).
+/// How often the frame loop pets the systemd watchdog ([`crate::pipeline::notify::watchdog`]).
 pub const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
-
-/// A user or caregiver command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Control {
-    /// Say what is in view now.
-    Describe,
-    /// Mute or unmute objects and people.
-    Mute,
-    /// Say the last sentence again.
-    Repeat,
-    /// Cycle the verbosity.
-    Verbosity,
-    /// "I am all right": cancels a fall check-in.
-    Ok,
-    /// A caregiver acknowledges an alert.
-    Acknowledge,
-    /// Stop the run.
-    Quit,
-}
-
-impl Control {
-    /// Parses a command word ("describe", "mute", "repeat", "verbosity", "ok", "ack", "quit").
-    pub fn parse(word: &str) -> Option<Control> {
-        match word.trim().to_ascii_lowercase().as_str() {
-            "describe" | "d" => Some(Control::Describe),
-            "mute" | "unmute" | "m" => Some(Control::Mute),
-            "repeat" | "r" => Some(Control::Repeat),
-            "verbosity" | "v" => Some(Control::Verbosity),
-            "ok" | "cancel" | "o" => Some(Control::Ok),
-            "ack" | "acknowledge" | "a" => Some(Control::Acknowledge),
-            "quit" | "q" => Some(Control::Quit),
-            _ => None,
-        }
-    }
-}
 
 /// What the decision engine knows after one frame, for observers such as the home monitor.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +60,8 @@ pub trait Observer: Send {
     fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
     /// Called on every turn of the loop (at least every [`POLL`]), frames or not: timers.
     fn tick(&mut self, t: f64) -> Vec<Utterance>;
+    /// The pipeline's stats, every `stats_interval_s` (the home monitor's MQTT `stats`).
+    fn stats(&mut self, _stats: &RunStats) {}
     /// Ends cleanly after the run (closes connections).
     fn finish(self: Box<Self>) {}
 }
@@ -224,8 +197,7 @@ struct RunState {
     lat: StageLatencies,
     thumb: Thumbnail,
     gate: ChangeGate,
-    cos: Vec<f32>,
-    z: Vec<f32>,
+    scores: Scores,
     have_scores: bool,
     present: Vec<bool>,
     smoothed: Vec<f32>,
@@ -261,10 +233,6 @@ impl Pipeline {
         })
     }
 
-    pub fn engine(&self) -> &DecisionEngine {
-        &self.engine
-    }
-
     /// Takes the observer back (to shut it down cleanly after a run).
     pub fn take_observer(&mut self) -> Option<Box<dyn Observer>> {
         self.observer.take()
@@ -288,8 +256,10 @@ impl Pipeline {
             lat: StageLatencies::default(),
             thumb: Thumbnail::default(),
             gate: ChangeGate::new(self.config.gate),
-            cos: Vec::new(),
-            z: vec![0.0; n],
+            scores: Scores {
+                cosine: vec![0.0; n],
+                z: vec![0.0; n],
+            },
             have_scores: false,
             present: vec![false; n],
             smoothed: vec![0.0; n],
@@ -307,13 +277,13 @@ impl Pipeline {
         let mut next_stats = self.config.stats_interval_s;
         let mut fatal = None;
         let mut ended = false;
-        crate::notify::watchdog();
+        crate::pipeline::notify::watchdog();
         let mut last_pet = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             // The loop turns at least every POLL; a frame stuck in the encoder stops the pets
             // and lets systemd restart the service.
             if last_pet.elapsed() >= WATCHDOG_PERIOD {
-                crate::notify::watchdog();
+                crate::pipeline::notify::watchdog();
                 last_pet = Instant::now();
             }
             select! {
@@ -328,13 +298,9 @@ impl Pipeline {
                         log::warn!("skipped a bad frame: {e}");
                     }
                     Ok(SourceMsg::Event(SourceEvent::Lost(why))) => {
-                        if st.camera_ok {
-                            st.camera_ok = false;
-                            log::warn!("camera lost: {why}");
-                            say(Utterance::status("Camera lost.", st.last_t));
-                        }
+                        self.camera_lost(&mut st, &why, &say);
                     }
-                    Ok(SourceMsg::Event(_)) => {}
+                    Ok(SourceMsg::Event(SourceEvent::Back)) => {}
                     Ok(SourceMsg::Fatal(e)) => {
                         fatal = Some(e);
                         break;
@@ -366,19 +332,18 @@ impl Pipeline {
                 }
             }
             // Stall watchdog: no frame for too long is a lost camera, said once.
-            if st.camera_ok && st.last_frame.elapsed().as_secs_f64() > self.config.stall_s {
-                st.camera_ok = false;
-                log::warn!(
-                    "no frame for {:.1} s",
-                    st.last_frame.elapsed().as_secs_f64()
-                );
-                say(Utterance::status("Camera lost.", st.last_t));
+            let quiet = st.last_frame.elapsed().as_secs_f64();
+            if quiet > self.config.stall_s {
+                self.camera_lost(&mut st, &format!("no frame for {quiet:.1} s"), &say);
             }
             let elapsed = st.start.elapsed().as_secs_f64();
             if self.config.stats_interval_s > 0.0 && elapsed >= next_stats {
                 next_stats = elapsed + self.config.stats_interval_s;
                 let stats = self.stats(&st, &capture);
                 log::info!("{}", stats.summary());
+                if let Some(obs) = self.observer.as_mut() {
+                    obs.stats(&stats);
+                }
                 on_stats(&stats);
             }
         }
@@ -449,94 +414,36 @@ impl Pipeline {
         }
     }
 
+    /// One frame through the stages: gate → embed → score → decide → observe → speak.
     fn frame(&mut self, st: &mut RunState, frame: Frame, at: Instant, say: &dyn Fn(Utterance)) {
         let t = frame.t;
         st.last_t = t;
         st.last_frame = Instant::now();
         st.lat.queue.record(at.elapsed());
-        if !st.camera_ok {
-            st.camera_ok = true;
-            log::warn!("camera back");
-            say(Utterance::status("Camera back.", t));
-        }
+        self.camera_back(st, t, say);
         let t0 = Instant::now();
-        st.thumb.update((&frame.image).into());
-        let dark = self.config.dark.is_dark(&st.thumb);
-        let encode = !dark && (!st.have_scores || st.gate.should_encode(&st.thumb, t));
+        let look = self.gate(st, &frame, t);
         st.lat.gate.record(t0.elapsed());
-        let mut out = Vec::new();
-        let t_decide;
-        if dark {
-            st.counts.dark += 1;
-            st.gate.reset();
-            t_decide = Instant::now();
-            out.extend(self.engine.observe_dark(t));
-        } else {
-            if encode {
-                match self.embedder.embed((&frame.image).into()) {
-                    Ok(embedding) => {
-                        let tm = Instant::now();
-                        let mut at = 0;
-                        for bank in &self.banks {
-                            st.cos.resize(bank.len(), 0.0);
-                            bank.cosines(embedding, &mut st.cos);
-                            for (e, c) in bank.entries.iter().zip(&st.cos) {
-                                st.z[at] = e.z(*c);
-                                at += 1;
-                            }
-                        }
-                        st.lat.matching.record(tm.elapsed());
-                        let times = self.embedder.last_times();
-                        st.lat.preprocess.record(times.preprocess);
-                        st.lat.encode.record(times.encode);
-                        st.counts.processed += 1;
-                        st.have_scores = true;
-                        st.gate.encoded(&st.thumb, t);
-                        if st.told_failure {
-                            say(Utterance::status("Vision back.", t));
-                        }
-                        st.failures = 0;
-                        st.told_failure = false;
-                    }
-                    Err(e) => {
-                        st.counts.failed += 1;
-                        st.failures += 1;
-                        log::error!("frame {}: {e}", frame.seq);
-                        if st.failures >= self.config.failures_before_telling && !st.told_failure {
-                            st.told_failure = true;
-                            say(Utterance::status(
-                                "Vision error: I can't recognize anything.",
-                                t,
-                            ));
-                        }
-                    }
-                }
-            } else {
-                st.counts.skipped_unchanged += 1;
+        match look {
+            Look::Dark => {
+                st.counts.dark += 1;
+                st.gate.reset();
             }
-            t_decide = Instant::now();
-            if st.have_scores {
-                // A skipped frame is one more observation of the last scores.
-                out.extend(self.engine.observe(t, &st.z));
-            }
+            Look::Unchanged => st.counts.skipped_unchanged += 1,
+            Look::Encode => self.embed_and_score(st, &frame, t, say),
         }
-        if let Some(obs) = self.observer.as_mut() {
-            for i in 0..st.present.len() {
-                st.present[i] = self.engine.present(i);
-                st.smoothed[i] = self.engine.smoothed(i);
-            }
-            out.extend(obs.observe(&Observation {
-                t,
-                dark: dark || !st.have_scores,
-                labels: self.engine.labels(),
-                smoothed: &st.smoothed,
-                present: &st.present,
-            }));
-        }
+        let t_decide = Instant::now();
+        let mut out = match look {
+            Look::Dark => self.engine.observe_dark(t),
+            // A skipped frame is one more observation of the last scores.
+            _ if st.have_scores => self.engine.observe(t, &st.scores.z),
+            _ => Vec::new(),
+        };
+        self.observe(st, t, look == Look::Dark, &mut out);
         st.lat.decide.record(t_decide.elapsed());
         if !out.is_empty() {
-            // Hazards first within one frame too.
-            out.sort_by_key(|u| std::cmp::Reverse(u.kind));
+            // Most urgent first within one frame too (hazards, then check-ins, ...).
+            out.sort_by_key(|u| std::cmp::Reverse(u.urgency()));
             for u in out {
                 if u.kind == Kind::Hazard {
                     log::warn!("hazard: {}", u.text);
@@ -546,4 +453,104 @@ impl Pipeline {
             st.lat.to_speech.record(at.elapsed());
         }
     }
+
+    /// The change gate and the darkness check: whether this frame is judged, and how.
+    fn gate(&self, st: &mut RunState, frame: &Frame, t: f64) -> Look {
+        st.thumb.update((&frame.image).into());
+        if self.config.dark.is_dark(&st.thumb) {
+            Look::Dark
+        } else if !st.have_scores || st.gate.should_encode(&st.thumb, t) {
+            Look::Encode
+        } else {
+            Look::Unchanged
+        }
+    }
+
+    /// Encodes the frame and scores it against every bank; a failure is counted, and said
+    /// aloud once when the encoder keeps failing.
+    fn embed_and_score(
+        &mut self,
+        st: &mut RunState,
+        frame: &Frame,
+        t: f64,
+        say: &dyn Fn(Utterance),
+    ) {
+        match self.embedder.embed((&frame.image).into()) {
+            Ok(embedding) => {
+                let tm = Instant::now();
+                score(&self.banks, embedding, &mut st.scores);
+                st.lat.matching.record(tm.elapsed());
+                let times = self.embedder.last_times();
+                st.lat.preprocess.record(times.preprocess);
+                st.lat.encode.record(times.encode);
+                st.counts.processed += 1;
+                st.have_scores = true;
+                st.gate.encoded(&st.thumb, t);
+                if st.told_failure {
+                    say(Utterance::status("Vision back.", t));
+                }
+                st.failures = 0;
+                st.told_failure = false;
+            }
+            Err(e) => {
+                st.counts.failed += 1;
+                st.failures += 1;
+                log::error!("frame {}: {e}", frame.seq);
+                if st.failures >= self.config.failures_before_telling && !st.told_failure {
+                    st.told_failure = true;
+                    say(Utterance::status(
+                        "Vision error: I can't recognize anything.",
+                        t,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hands the engine's view to the observer (the home monitor), if any.
+    fn observe(&mut self, st: &mut RunState, t: f64, dark: bool, out: &mut Vec<Utterance>) {
+        let Some(obs) = self.observer.as_mut() else {
+            return;
+        };
+        for i in 0..st.present.len() {
+            st.present[i] = self.engine.present(i);
+            st.smoothed[i] = self.engine.smoothed(i);
+        }
+        out.extend(obs.observe(&Observation {
+            t,
+            dark: dark || !st.have_scores,
+            labels: self.engine.labels(),
+            smoothed: &st.smoothed,
+            present: &st.present,
+        }));
+    }
+
+    /// The camera went away (a source event, or no frame for `stall_s`): said once.
+    fn camera_lost(&self, st: &mut RunState, why: &str, say: &dyn Fn(Utterance)) {
+        if st.camera_ok {
+            st.camera_ok = false;
+            log::warn!("camera lost: {why}");
+            say(Utterance::status("Camera lost.", st.last_t));
+        }
+    }
+
+    /// Frames flow again after a loss: said once.
+    fn camera_back(&self, st: &mut RunState, t: f64, say: &dyn Fn(Utterance)) {
+        if !st.camera_ok {
+            st.camera_ok = true;
+            log::warn!("camera back");
+            say(Utterance::status("Camera back.", t));
+        }
+    }
+}
+
+/// What the gate decided for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Too dark to judge.
+    Dark,
+    /// Like the last encoded frame: its scores stand.
+    Unchanged,
+    /// Encode it.
+    Encode,
 }

@@ -1,5 +1,5 @@
 //! The onnxruntime image encoder (cargo feature `ort`): the same job as
-//! [`TractImageEncoder`](crate::encode::TractImageEncoder) with another runtime.
+//! [`TractImageEncoder`](crate::vision::tract::TractImageEncoder) with another runtime.
 //!
 //! onnxruntime is not linked and nothing is downloaded at build time: its shared library is
 //! opened when an encoder is first loaded, from the path the caller gives (the binary takes it
@@ -19,7 +19,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
-use crate::encode::{l2_normalize_into, EncodeError, ImageEncoder, ImageGraph};
+use crate::vision::encoder::{l2_normalize_into, EncodeError, ImageEncoder, ImageGraph};
 
 /// The library name tried when no path is given.
 const DEFAULT_LIBRARY: &str = "libonnxruntime.so";

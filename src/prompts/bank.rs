@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::ModelIdentity;
-use crate::prompts::Category;
+use crate::decide::LabelInfo;
+use crate::model::ModelIdentity;
+use crate::types::Category;
 
 /// The value of the `format` metadata key.
 pub const BANK_FORMAT: &str = "clipsight-bank/1";
@@ -330,6 +331,24 @@ impl Bank {
             });
         }
         Ok(bank)
+    }
+}
+
+/// The decision stage's view of the loaded banks' labels.
+impl LabelInfo {
+    /// All labels of some banks, in bank order.
+    pub fn from_banks(banks: &[Bank]) -> Vec<LabelInfo> {
+        banks
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .map(|e| LabelInfo {
+                label: e.label.clone(),
+                category: e.category,
+                priority: e.priority,
+                say: e.say.clone(),
+                z_threshold: e.z_threshold(),
+            })
+            .collect()
     }
 }
 

@@ -24,18 +24,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bank::{Bank, BankEntry, BankError};
-use crate::bundle::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
+use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::capture::{image_files, CaptureError, FolderSource};
-use crate::decode::{decode_file, DecodeLimits};
-use crate::embedder::{EmbedError, ImageEmbedder};
-use crate::encode::{load_image_encoder, EncodeError, EncoderOptions, ImageGraph};
-use crate::gate::{DarkConfig, GateConfig};
-use crate::metrics::{Latency, Percentiles};
-use crate::pipeline::{Control, Pipeline, PipelineConfig, PipelineError};
-use crate::preprocess::{PreprocessSpec, Preprocessor, RgbView};
-use crate::prompts::Category;
+use crate::model::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
+use crate::pipeline::metrics::{Latency, Percentiles};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
+use crate::prompts::bank::{Bank, BankEntry, BankError};
 use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
+use crate::types::Category;
+use crate::types::Control;
+use crate::types::RgbView;
+use crate::vision::encoder::{EncodeError, EncoderOptions, ImageGraph};
+use crate::vision::gate::{DarkConfig, GateConfig};
+use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
+use crate::vision::select::load_image_encoder;
+use crate::vision::{EmbedError, ImageEmbedder};
 
 /// CLIP's normalization, for bare encoders.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -656,6 +659,46 @@ fn replay(
         elapsed_s: stats.elapsed_s,
         fps: stats.encoded_fps,
     })
+}
+
+/// `clipsight bench`: the flags → a [`BenchSpec`], a progress bar, the report as text or JSON.
+pub fn run_command(args: crate::cli::args::BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let encoder = match (args.onnx, args.model) {
+        (Some(path), bundle) => EncoderSource::File {
+            path,
+            bundle,
+            input: args.input,
+            output: args.output,
+        },
+        (None, Some(dir)) => EncoderSource::Bundle(dir),
+        (None, None) => anyhow::bail!("give --model or --onnx"),
+    };
+    let spec = BenchSpec {
+        encoder,
+        options: crate::cli::encoder_options(&args.encoder),
+        reference: args.reference,
+        banks: args.banks,
+        photos: args.photos,
+        iters: args.iters,
+        warmup: args.warmup,
+        pipeline: match args.replay_fps {
+            Some(fps) if fps <= 0.0 => PipelineRun::Off,
+            fps => PipelineRun::Replay { fps },
+        },
+    };
+    let bar = crate::cli::progress_bar(0, "loading");
+    let report = run(&spec, &mut |phase, done, total| {
+        bar.set_message(phase.as_str());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.to_text());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -1,0 +1,186 @@
+//! What the user typed: the clap definitions of every subcommand. Library enums are parsed
+//! by their serde names ([`parse_name`]), so the library itself knows nothing of clap.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::decide::Verbosity;
+use crate::prompts::calibrate::DEFAULT_Z;
+use crate::speech::SpeakerKind;
+use crate::vision::encoder::{Backend, Device};
+
+/// Parses a library enum from its config-file name (`"cuda"`, `"wav"`, …).
+pub fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+
+#[derive(Parser)]
+#[command(
+    name = "clipsight",
+    version,
+    about = "Assistive vision with CLIP-family models"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Rank a prompt bank's labels for each image.
+    Classify(ClassifyArgs),
+    /// Embed a prompt set with a model, calibrate it on labelled photos, write a bank.
+    EmbedPrompts(EmbedArgs),
+    /// The live pipeline: capture → encode → match → decide → speak.
+    Run(RunArgs),
+    /// Send a command word to a running instance's control socket.
+    Control(ControlArgs),
+    /// Time an image encoder per stage, replay the pipeline, compare with an fp32 reference.
+    Bench(BenchArgs),
+}
+
+/// Where and how the image encoder runs; the same flags for every command.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EncoderArgs {
+    /// The runtime: `tract` (default) or `ort` (onnxruntime from ORT_DYLIB_PATH).
+    #[arg(long, value_parser = parse_name::<Backend>)]
+    pub backend: Option<Backend>,
+    /// Where tract runs the encoder: `cpu` or `cuda` (needs the `cuda` feature).
+    #[arg(long, value_parser = parse_name::<Device>)]
+    pub device: Option<Device>,
+    /// Threads for the encoder's matrix products.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A TOML config file; the flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The model bundle directory.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A prompt bank (repeatable: objects, hazards, …).
+    #[arg(long = "bank")]
+    pub banks: Vec<PathBuf>,
+    /// `camera`, `camera:N`, `/dev/videoN`, or a folder of images to replay.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Replay rate of a folder source, frames per second.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Speech backend: speechd, espeak, wav or log.
+    #[arg(long, value_parser = parse_name::<SpeakerKind>)]
+    pub speaker: Option<SpeakerKind>,
+    /// Where the wav speaker writes its files (created if missing).
+    #[arg(long)]
+    pub speech_dir: Option<PathBuf>,
+    /// hazards, new or all.
+    #[arg(long, value_parser = parse_name::<Verbosity>)]
+    pub verbosity: Option<Verbosity>,
+    /// Print stats as JSON lines on stdout.
+    #[arg(long)]
+    pub stats_json: bool,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ControlArgs {
+    /// The control socket of the running instance.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// describe, mute, repeat, verbosity, ok, ack or quit.
+    pub command: String,
+}
+
+#[derive(clap::Args)]
+pub struct ClassifyArgs {
+    /// The model bundle directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A prompt bank made with this model by `embed-prompts` (repeatable).
+    #[arg(long = "bank", required = true)]
+    pub banks: Vec<PathBuf>,
+    /// How many labels to print per image and bank.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Add each image's embedding to its JSON line (`"embedding": [...]`).
+    #[arg(long, requires = "json")]
+    pub embeddings: bool,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct EmbedArgs {
+    /// The model bundle directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt set (TOML).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// A folder of labelled reference photos with a labels.tsv, for the thresholds.
+    #[arg(long)]
+    pub calibration: PathBuf,
+    /// Thresholds sit this many standard deviations above each label's negatives.
+    #[arg(long, default_value_t = DEFAULT_Z)]
+    pub z: f32,
+    /// The bank file to write (safetensors).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A model bundle: its image tower, preprocessing and names.
+    #[arg(long, required_unless_present = "onnx")]
+    pub model: Option<PathBuf>,
+    /// A bare image encoder (1×3×224×224 in); with --model, that bundle's preprocessing and
+    /// names apply, else the preprocessing of --like.
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
+    /// Input name of a bare encoder.
+    #[arg(long, default_value = "pixel_values")]
+    pub input: String,
+    /// Output name of a bare encoder.
+    #[arg(long, default_value = "image_embeds")]
+    pub output: String,
+    /// The fp32 encoder to compare embeddings with (same input and output).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// A prompt bank made with the reference model, for top-1 agreement (repeatable).
+    #[arg(long = "bank")]
+    pub banks: Vec<PathBuf>,
+    /// A folder of real photos.
+    #[arg(long, default_value = "prompts/calibration")]
+    pub photos: PathBuf,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    /// Timed frames.
+    #[arg(long, default_value_t = 50)]
+    pub iters: usize,
+    /// Untimed frames first (without --reference).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Pipeline replay rate (default: 1.25 × the encoder-only rate); 0 skips the replay.
+    #[arg(long)]
+    pub replay_fps: Option<f64>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}

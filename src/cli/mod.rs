@@ -1,0 +1,63 @@
+//! The command line's edge: what the user typed ([`args`]), the config file ([`config`]), and
+//! one module per subcommand. Only this module and `main.rs` know flags and files; the stages
+//! take typed configs. Errors are `anyhow` here, printed whole by `main`.
+
+pub mod args;
+pub mod bench;
+pub mod classify;
+pub mod config;
+pub mod embed;
+pub mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use args::{Cli, Command};
+
+use crate::vision::encoder::EncoderOptions;
+
+/// Runs one subcommand.
+pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Classify(args) => classify::run(args),
+        Command::EmbedPrompts(args) => embed::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run_command(args),
+        Command::Control(args) => {
+            let reply = crate::controls::send_command(&args.socket, &args.command)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))?;
+            println!("{reply}");
+            Ok(if reply == "ok" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// The encoder options of the flags (or a config's keys), with onnxruntime's library from
+/// `ORT_DYLIB_PATH` (read here, at the edge).
+pub fn encoder_options(e: &args::EncoderArgs) -> EncoderOptions {
+    let base = EncoderOptions::default();
+    EncoderOptions {
+        backend: e.backend.unwrap_or(base.backend),
+        device: e.device.unwrap_or(base.device),
+        threads: e.threads.unwrap_or(base.threads).max(1),
+        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+    }
+}
+
+/// A progress bar for a long job (on stderr; hidden when it is not a terminal).
+pub(crate) fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

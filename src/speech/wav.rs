@@ -1,0 +1,134 @@
+//! The WAV recorder: numbered WAV files and `transcript.jsonl` in a folder, timed as if
+//! played in real time. The test and demo speaker.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::espeak::{espeak_synth, with_earcon};
+use super::{Speaker, SpeechError, VoiceConfig};
+use crate::types::Utterance;
+
+/// One line of `transcript.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    /// Seconds since the run started.
+    pub t: f64,
+    pub text: String,
+    /// The utterance's kind: hazard, checkin, status, describe, person, object.
+    pub priority: String,
+    /// The label priority from the bank (0 for status).
+    pub rank: u8,
+    pub wav: String,
+    /// Seconds of audio.
+    pub duration: f64,
+    /// Set on a later line when this one was cut short by a more urgent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
+}
+
+/// Writes each utterance as a numbered WAV (espeak-ng) into a folder with a transcript, and
+/// behaves as if playing it in real time, so interruption works as on a device.
+pub struct WavSpeaker {
+    voice: VoiceConfig,
+    dir: PathBuf,
+    transcript: File,
+    start: Instant,
+    count: u32,
+    busy_until: Option<Instant>,
+    current: Option<String>,
+}
+
+impl WavSpeaker {
+    /// `start` is the run's start; transcript times count from it.
+    pub fn new(voice: VoiceConfig, dir: &Path, start: Instant) -> Result<Self, SpeechError> {
+        std::fs::create_dir_all(dir).map_err(|source| SpeechError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("transcript.jsonl");
+        let transcript = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| SpeechError::Io { path, source })?;
+        Ok(WavSpeaker {
+            voice,
+            dir: dir.to_path_buf(),
+            transcript,
+            start,
+            count: 0,
+            busy_until: None,
+            current: None,
+        })
+    }
+
+    fn write_line(&mut self, line: &TranscriptLine) -> Result<(), SpeechError> {
+        let path = self.dir.join("transcript.jsonl");
+        let mut text = serde_json::to_string(line).map_err(|e| SpeechError::Backend {
+            backend: "wav".into(),
+            message: e.to_string(),
+        })?;
+        text.push('\n');
+        self.transcript
+            .write_all(text.as_bytes())
+            .and_then(|_| self.transcript.flush())
+            .map_err(|source| SpeechError::Io { path, source })
+    }
+}
+
+impl Speaker for WavSpeaker {
+    fn name(&self) -> &'static str {
+        "wav"
+    }
+    fn say(&mut self, u: &Utterance) -> Result<(), SpeechError> {
+        let t = self.start.elapsed().as_secs_f64();
+        if self.is_speaking() {
+            if let Some(cut) = self.current.take() {
+                self.write_line(&TranscriptLine {
+                    t,
+                    text: String::new(),
+                    priority: "interrupt".into(),
+                    rank: 0,
+                    wav: String::new(),
+                    duration: 0.0,
+                    interrupted: Some(cut),
+                })?;
+            }
+        }
+        let pcm = with_earcon(&self.voice, u, espeak_synth(&self.voice, &u.text)?);
+        self.count += 1;
+        let name = format!("{:04}.wav", self.count);
+        let path = self.dir.join(&name);
+        std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
+        let duration = pcm.duration();
+        self.write_line(&TranscriptLine {
+            t,
+            text: u.text.clone(),
+            priority: u.kind.as_str().into(),
+            rank: u.priority,
+            wav: name.clone(),
+            duration: duration.as_secs_f64(),
+            interrupted: None,
+        })?;
+        self.busy_until = Some(Instant::now() + duration);
+        self.current = Some(name);
+        Ok(())
+    }
+    fn is_speaking(&mut self) -> bool {
+        match self.busy_until {
+            Some(until) if Instant::now() < until => true,
+            _ => {
+                self.busy_until = None;
+                self.current = None;
+                false
+            }
+        }
+    }
+    fn stop(&mut self) {
+        self.busy_until = None;
+    }
+}

@@ -1,0 +1,200 @@
+//! The data handed from stage to stage: a captured [`Frame`], an [`RgbView`] of its pixels, a
+//! label's [`Category`], the [`Utterance`]s the decision stage hands to speech (with their
+//! [`Kind`]), and the user's [`Control`] commands. Plain data, no behaviour beyond parsing
+//! and naming.
+
+use image::RgbImage;
+
+use crate::vision::preprocess::PreprocessError;
+use serde::{Deserialize, Serialize};
+
+/// One captured frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Counts frames from the source's start, bad frames included.
+    pub seq: u64,
+    /// Seconds since the source started, on its clock (replay time for a folder).
+    pub t: f64,
+    pub image: RgbImage,
+}
+
+/// A borrowed packed RGB8 image.
+#[derive(Debug, Clone, Copy)]
+pub struct RgbView<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: &'a [u8],
+}
+
+impl<'a> RgbView<'a> {
+    pub fn new(width: u32, height: u32, pixels: &'a [u8]) -> Result<Self, PreprocessError> {
+        if width == 0 || height == 0 {
+            return Err(PreprocessError::Empty { width, height });
+        }
+        let expected = width as usize * height as usize * 3;
+        if pixels.len() != expected {
+            return Err(PreprocessError::BadPixels {
+                width,
+                height,
+                expected,
+                found: pixels.len(),
+            });
+        }
+        Ok(RgbView {
+            width,
+            height,
+            pixels,
+        })
+    }
+}
+
+/// What kind of thing a label is; it decides urgency and wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// An everyday object ("a chair").
+    Object,
+    /// A hazard to warn about at once ("stairs going down").
+    Hazard,
+    /// A person's state ("lying on the floor").
+    Person,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Object => "object",
+            Category::Hazard => "hazard",
+            Category::Person => "person",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        match s {
+            "object" => Some(Category::Object),
+            "hazard" => Some(Category::Hazard),
+            "person" => Some(Category::Person),
+            _ => None,
+        }
+    }
+
+    /// The priority an entry gets when it names none: hazards first.
+    pub fn default_priority(self) -> u8 {
+        match self {
+            Category::Object => 10,
+            Category::Person => 50,
+            Category::Hazard => 100,
+        }
+    }
+}
+
+/// What an utterance is, in order of urgency (later is more urgent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Object,
+    Person,
+    Describe,
+    Status,
+    CheckIn,
+    Hazard,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Object => "object",
+            Kind::Person => "person",
+            Kind::Describe => "describe",
+            Kind::Status => "status",
+            Kind::CheckIn => "checkin",
+            Kind::Hazard => "hazard",
+        }
+    }
+
+    pub fn of(category: Category) -> Kind {
+        match category {
+            Category::Object => Kind::Object,
+            Category::Person => Kind::Person,
+            Category::Hazard => Kind::Hazard,
+        }
+    }
+}
+
+/// A sentence to speak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    pub text: String,
+    pub kind: Kind,
+    /// The label priority from the bank (0 for status and descriptions).
+    pub priority: u8,
+    /// When it was decided, in the observation clock's seconds.
+    pub t: f64,
+    /// Stop whatever is being said and say this now.
+    pub interrupt: bool,
+    /// Play the earcon first.
+    pub earcon: bool,
+}
+
+impl Utterance {
+    /// How urgent it is: its kind first (hazards most), then the label priority. The one
+    /// ordering the decision stage, the pipeline and the speech queue all use.
+    pub fn urgency(&self) -> (Kind, u8) {
+        (self.kind, self.priority)
+    }
+
+    pub fn status(text: impl Into<String>, t: f64) -> Utterance {
+        Utterance {
+            text: text.into(),
+            kind: Kind::Status,
+            priority: 0,
+            t,
+            interrupt: false,
+            earcon: false,
+        }
+    }
+}
+
+/// A user or caregiver command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    /// Say what is in view now.
+    Describe,
+    /// Mute or unmute objects and people.
+    Mute,
+    /// Say the last sentence again.
+    Repeat,
+    /// Cycle the verbosity.
+    Verbosity,
+    /// "I am all right": cancels a fall check-in.
+    Ok,
+    /// A caregiver acknowledges an alert.
+    Acknowledge,
+    /// Stop the run.
+    Quit,
+}
+
+impl Control {
+    /// Parses a command word ("describe", "mute", "repeat", "verbosity", "ok", "ack", "quit").
+    pub fn parse(word: &str) -> Option<Control> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "describe" | "d" => Some(Control::Describe),
+            "mute" | "unmute" | "m" => Some(Control::Mute),
+            "repeat" | "r" => Some(Control::Repeat),
+            "verbosity" | "v" => Some(Control::Verbosity),
+            "ok" | "cancel" | "o" => Some(Control::Ok),
+            "ack" | "acknowledge" | "a" => Some(Control::Acknowledge),
+            "quit" | "q" => Some(Control::Quit),
+            _ => None,
+        }
+    }
+}
+
+/// Every loaded label's cosine with the image and its calibrated score (z), in bank order:
+/// what [`crate::matching::score`] hands to the decision stage. Buffers are reused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scores {
+    pub cosine: Vec<f32>,
+    pub z: Vec<f32>,
+}

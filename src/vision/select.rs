@@ -1,0 +1,42 @@
+//! The one place that picks an image encoder's runtime: every command (`run`, `classify`,
+//! `embed-prompts`, `bench`) loads its encoder through [`load_image_encoder`] or
+//! [`load_embedder`], so `--backend` and `--device` mean the same everywhere.
+
+use crate::model::Bundle;
+use crate::vision::encoder::{Backend, EncodeError, EncoderOptions, ImageEncoder, ImageGraph};
+use crate::vision::tract::TractImageEncoder;
+use crate::vision::{EmbedError, ImageEmbedder};
+
+/// Loads an image encoder with the runtime and threads `options` name.
+pub fn load_image_encoder(
+    graph: &ImageGraph,
+    options: &EncoderOptions,
+) -> Result<Box<dyn ImageEncoder>, EncodeError> {
+    match options.backend {
+        Backend::Tract => Ok(Box::new(TractImageEncoder::load_graph(
+            graph,
+            options.threads,
+            options.device,
+        )?)),
+        #[cfg(feature = "ort")]
+        Backend::Ort => Ok(Box::new(crate::vision::ort::OrtImageEncoder::load(
+            graph,
+            options.threads,
+            options.ort_library.as_deref(),
+        )?)),
+        #[cfg(not(feature = "ort"))]
+        Backend::Ort => Err(EncodeError::NotCompiled {
+            what: "onnxruntime",
+            feature: "ort",
+        }),
+    }
+}
+
+/// A bundle's image tower with its preprocessing, on the runtime `options` name.
+pub fn load_embedder(
+    bundle: &Bundle,
+    options: &EncoderOptions,
+) -> Result<ImageEmbedder, EmbedError> {
+    let encoder = load_image_encoder(&ImageGraph::of_bundle(bundle), options)?;
+    ImageEmbedder::new((&bundle.manifest.image).into(), encoder)
+}
