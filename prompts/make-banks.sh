@@ -9,5 +9,6 @@ mkdir -p "$out"
 cargo build --release --quiet
 for set in objects hazards home coco80; do
     target/release/clipsight embed-prompts --model "$model" --prompts "prompts/$set.toml" \
-        --calibration prompts/calibration -o "$out/$set.safetensors"
+        --calibration prompts/calibration --vocabulary prompts/vocabulary.txt \
+        -o "$out/$set.safetensors"
 done

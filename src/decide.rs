@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Category, Kind, Utterance};
+use crate::types::{Category, Kind, Scores, Utterance};
 
 /// How much the device says on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -72,7 +72,24 @@ pub struct DecisionConfig {
     pub describe_max: usize,
     /// Frames must be too dark for this long before the user is told.
     pub dark_after_s: f64,
+    /// How much the device says on its own.
     pub verbosity: Verbosity,
+    /// What to do with labels whose calibration could not validate them.
+    pub unvalidated: Unvalidated,
+}
+
+/// What the device does with a label calibration could not validate (too few labelled
+/// photos showed it to know how often it is right).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unvalidated {
+    /// Never say it (the default: a wrong warning is worse than none).
+    #[default]
+    Silent,
+    /// Say it as a guess: "Possibly stairs going down."
+    Hedged,
+    /// Say it like any other label.
+    Speak,
 }
 
 impl Default for DecisionConfig {
@@ -88,6 +105,7 @@ impl Default for DecisionConfig {
             describe_max: 4,
             dark_after_s: 2.0,
             verbosity: Verbosity::New,
+            unvalidated: Unvalidated::Silent,
         }
     }
 }
@@ -101,6 +119,8 @@ pub struct LabelInfo {
     pub say: String,
     /// The label's threshold in z units (from the bank's calibration).
     pub z_threshold: f32,
+    /// Calibration validated the threshold on labelled photos.
+    pub validated: bool,
 }
 
 /// A label entering or leaving the view.
@@ -130,10 +150,15 @@ pub struct DecisionEngine {
     dark_since: Option<f64>,
     dark_told: bool,
     last_t: f64,
+    /// Whether each label may be said on the last frame (matching's precision checks).
+    allowed: Vec<bool>,
+    /// The labels announced by the last observation.
+    announced: Vec<usize>,
 }
 
 impl DecisionEngine {
     pub fn new(config: DecisionConfig, labels: Vec<LabelInfo>) -> Self {
+        let labels_len = labels.len();
         DecisionEngine {
             tracks: vec![Track::default(); labels.len()],
             config,
@@ -142,6 +167,8 @@ impl DecisionEngine {
             dark_since: None,
             dark_told: false,
             last_t: 0.0,
+            allowed: vec![true; labels_len],
+            announced: Vec::new(),
         }
     }
 
@@ -189,8 +216,47 @@ impl DecisionEngine {
         category == Category::Hazard || self.config.verbosity != Verbosity::Hazards
     }
 
-    /// One observation: `z[i]` is label i's calibrated score at time `t`.
+    /// One observation: `z[i]` is label i's calibrated score at time `t`, every label
+    /// allowed to be said.
     pub fn observe(&mut self, t: f64, z: &[f32]) -> Vec<Utterance> {
+        self.allowed.iter_mut().for_each(|a| *a = true);
+        self.observe_scores(t, z)
+    }
+
+    /// One observation from matching: calibrated scores, and which labels pass its precision
+    /// checks on this frame ([`Scores::allowed`]). A label that is not allowed still counts as
+    /// evidence (its smoothed score and presence, for the home monitor), but is not said.
+    pub fn observe_matched(&mut self, t: f64, scores: &Scores) -> Vec<Utterance> {
+        for (a, i) in self.allowed.iter_mut().zip(0..) {
+            *a = scores.allowed.get(i).copied().unwrap_or(true);
+        }
+        self.observe_scores(t, &scores.z)
+    }
+
+    /// The labels the last observation announced.
+    pub fn announced(&self) -> &[usize] {
+        &self.announced
+    }
+
+    /// Whether label `i` may be said now: matching allows it on the last frame, and it is
+    /// validated or the config says to say unvalidated labels.
+    fn sayable(&self, i: usize) -> bool {
+        self.allowed[i]
+            && (self.labels[i].validated || self.config.unvalidated != Unvalidated::Silent)
+    }
+
+    /// The sentence of label `i`: hedged when it is unvalidated and the config says so.
+    pub fn sentence(&self, i: usize) -> String {
+        let info = &self.labels[i];
+        if !info.validated && self.config.unvalidated == Unvalidated::Hedged {
+            format!("Possibly {}.", info.label)
+        } else {
+            info.say.clone()
+        }
+    }
+
+    fn observe_scores(&mut self, t: f64, z: &[f32]) -> Vec<Utterance> {
+        self.announced.clear();
         let mut out = Vec::new();
         self.last_t = t;
         if self.dark_since.take().is_some() && self.dark_told {
@@ -285,7 +351,7 @@ impl DecisionEngine {
         let mut plain = Vec::new();
         for i in entered {
             let info = &self.labels[i];
-            if !self.announces(info.category) {
+            if !self.announces(info.category) || !self.sayable(i) {
                 continue;
             }
             let cooldown = self.cooldown(info.category);
@@ -294,9 +360,10 @@ impl DecisionEngine {
                 continue;
             }
             track.last_announced = Some(t);
+            self.announced.push(i);
             if info.category == Category::Hazard {
                 out.push(Utterance {
-                    text: info.say.clone(),
+                    text: self.sentence(i),
                     kind: Kind::Hazard,
                     priority: info.priority,
                     t,
@@ -316,8 +383,12 @@ impl DecisionEngine {
             .map(|l| Kind::of(l.category))
             .max()
             .unwrap_or(Kind::Object);
-        let priority = labels.clone().map(|l| l.priority).max().unwrap_or(0);
-        let text = labels.map(|l| l.say.as_str()).collect::<Vec<_>>().join(" ");
+        let priority = labels.map(|l| l.priority).max().unwrap_or(0);
+        let text = plain
+            .iter()
+            .map(|&i| self.sentence(i))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push(Utterance {
             text,
             kind,
@@ -378,7 +449,9 @@ impl DecisionEngine {
         let mut seen: Vec<usize> = (0..self.labels.len())
             .filter(|&i| {
                 let tr = &self.tracks[i];
-                tr.present || (!tr.samples.is_empty() && tr.smoothed >= self.labels[i].z_threshold)
+                let passes =
+                    tr.present || (!tr.samples.is_empty() && tr.smoothed >= self.labels[i].z_threshold);
+                passes && self.sayable(i)
             })
             .collect();
         seen.sort_by(|&a, &b| {
@@ -390,19 +463,11 @@ impl DecisionEngine {
         });
         seen.truncate(self.config.describe_max.max(1));
         if seen.is_empty() {
-            // Nothing passes its threshold: offer the closest guess, marked as a guess.
-            let best = (0..self.labels.len())
-                .filter(|&i| !self.tracks[i].samples.is_empty())
-                .max_by(|&a, &b| {
-                    (self.tracks[a].smoothed - self.labels[a].z_threshold)
-                        .total_cmp(&(self.tracks[b].smoothed - self.labels[b].z_threshold))
-                });
-            utterance.text = match best {
-                Some(i) => format!(
-                    "Nothing certain. Perhaps {}.",
-                    noun_phrase(&self.labels[i].label)
-                ),
-                None => "Nothing to describe yet.".into(),
+            // Nothing passes the precision rule: no guess, a plain answer.
+            utterance.text = if self.tracks.iter().all(|t| t.samples.is_empty()) {
+                "Nothing to describe yet.".into()
+            } else {
+                "I'm not sure.".into()
             };
             return utterance;
         }
@@ -413,6 +478,39 @@ impl DecisionEngine {
         utterance.text = format!("I see {}.", join_and(&phrases));
         utterance
     }
+}
+
+/// A label the engine said, with its sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    /// The label's index in bank order.
+    pub index: usize,
+    /// The sentence spoken for it (its `say`, or the hedged form).
+    pub sentence: String,
+}
+
+/// What the engine would say if the camera held one image still: the labels announced while
+/// the same scores are observed for a window plus the longest dwell. The very code path of a
+/// live run ([`DecisionEngine::observe_matched`]), so `classify` and `eval` report what `run`
+/// would say. Announcement order: hazards first, then by priority.
+pub fn still_scene(config: DecisionConfig, labels: Vec<LabelInfo>, scores: &Scores) -> Vec<Said> {
+    /// The replay's frame interval, seconds.
+    const STEP_S: f64 = 0.1;
+    let end = config.window_s + config.dwell_s.max(config.hazard_dwell_s) + STEP_S;
+    let mut engine = DecisionEngine::new(config, labels);
+    let mut said = Vec::new();
+    let mut t = 0.0;
+    while t <= end {
+        engine.observe_matched(t, scores);
+        for &i in engine.announced() {
+            said.push(Said {
+                index: i,
+                sentence: engine.sentence(i),
+            });
+        }
+        t += STEP_S;
+    }
+    said
 }
 
 /// "a bus", "an apple", "stairs": a label as a noun phrase for a sentence.
@@ -458,6 +556,7 @@ mod tests {
             priority: category.default_priority(),
             say: format!("{label}!"),
             z_threshold: 2.0,
+            validated: true,
         }
     }
 
@@ -575,7 +674,7 @@ mod tests {
         assert_eq!(e.describe(2.0).text, "I see a person and a chair.");
         let mut e = engine(DecisionConfig::default());
         run(&mut e, 0.0, 2.0, 10.0, [1.0, 0.0, -1.0]);
-        assert_eq!(e.describe(2.0).text, "Nothing certain. Perhaps a chair.");
+        assert_eq!(e.describe(2.0).text, "I'm not sure.");
     }
 
     #[test]

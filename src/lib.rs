@@ -13,18 +13,34 @@
 //! into calibrated prompt banks. [`home`] is the home profile's fall monitor, event log and
 //! caregiver channels (MQTT, webhook). [`cli`] is the command line's edge.
 
-pub mod capture;
-pub mod decide;
-pub mod matching;
-pub mod speech;
-pub mod vision;
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod cli;
+// The stages, in the order a frame goes through them.
+pub mod capture;
+// Change gate, preprocessing, image encoder.
+pub mod vision;
+// Embedding × banks → calibrated scores.
+pub mod matching;
+// Scores over time → what to say.
+pub mod decide;
+
+// Accuracy on labelled photos (`clipsight eval`).
+pub mod eval;
+// The speech queue and speakers.
+pub mod speech;
+
+// What wires and feeds the stages.
 pub mod controls;
-pub mod home;
-pub mod model;
 pub mod pipeline;
+
+// Models and prompt banks.
+pub mod model;
 pub mod prompts;
+
+// The home profile, the command line, shared pieces.
+pub mod cli;
+pub mod home;
 pub mod toml_error;
 pub mod types;
 

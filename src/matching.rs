@@ -6,15 +6,164 @@
 //! `logit_scale × cosine` and top-K rankings for `classify`. Pure arithmetic: it cannot
 //! fail, and NaN never panics a sort (`total_cmp`).
 
+use crate::decide::LabelInfo;
 use crate::prompts::bank::Bank;
+use crate::prompts::calibrate::names;
 use crate::types::Scores;
 
+/// Two labels whose text embeddings are at least this close are rivals (bed and couch, bus
+/// and train), unless they share a name (a hazard and the object it is about).
+pub const RIVAL_COSINE: f32 = 0.3;
+/// A label owns the vocabulary entries whose text is at least this close to its own (and
+/// always its nearest one).
+pub const GATE_COSINE: f32 = 0.5;
+/// The gate looks at the image's this many best vocabulary entries.
+pub const GATE_TOP_K: usize = 3;
+
+/// The loaded banks with what the precision checks need, worked out once at load: each
+/// label's rivals across all banks, and the gate entries it owns.
+///
+/// A label may be said on a frame ([`Scores::allowed`]) only when:
+/// 1. **the gate passes**: among the gate entries (the banks' vocabulary, a broad list of
+///    things such as the ImageNet class names embedded by the model's own text tower, plus
+///    every loaded label), the image's best [`GATE_TOP_K`] include one the label owns (the
+///    entries whose text is within [`GATE_COSINE`] of its own, and always the label itself).
+///    So a giraffe is not called a cat for want of a better label. Without a vocabulary in
+///    any bank there is no gate;
+/// 2. **no rival scores higher**: its rivals are the validated labels whose text is within
+///    [`RIVAL_COSINE`] of its own and that share none of its names (bed and couch; not a
+///    hazard and the object it is about).
+///
+/// Both come from text embeddings, never from a hand list tied to one model.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    banks: Vec<Bank>,
+    rivals: Vec<Vec<usize>>,
+    /// The gate's rows (vocabulary, then every label), each of the banks' dimension.
+    gate: Vec<f32>,
+    /// Per label: the gate rows it owns.
+    owned: Vec<Vec<usize>>,
+    /// The image's cosine with each gate row (reused).
+    gate_cos: Vec<f32>,
+    /// The image's best gate rows (reused).
+    top: Vec<usize>,
+}
+
+impl Matcher {
+    /// Works out rivals and owned gate entries for `banks`.
+    pub fn new(banks: Vec<Bank>) -> Matcher {
+        let rows: Vec<&[f32]> = banks
+            .iter()
+            .flat_map(|b| (0..b.len()).map(move |i| b.embedding(i)))
+            .collect();
+        let validated: Vec<bool> = banks
+            .iter()
+            .flat_map(|b| b.entries.iter().map(|e| e.calibration.validated))
+            .collect();
+        let name_sets: Vec<Vec<String>> = banks
+            .iter()
+            .flat_map(|b| b.entries.iter().map(|e| names(&e.label, &e.aliases)))
+            .collect();
+        let rivals = (0..rows.len())
+            .map(|j| {
+                (0..rows.len())
+                    .filter(|&k| {
+                        k != j
+                            && validated[k]
+                            && dot(rows[j], rows[k]) >= RIVAL_COSINE
+                            && !name_sets[j].iter().any(|n| name_sets[k].contains(n))
+                    })
+                    .collect()
+            })
+            .collect();
+        let (gate, owned) = match banks.iter().find_map(Bank::vocabulary) {
+            None => (Vec::new(), vec![Vec::new(); rows.len()]),
+            Some(vocab) => {
+                let mut gate = vocab.to_vec();
+                rows.iter().for_each(|r| gate.extend_from_slice(r));
+                let dim = rows.first().map_or(1, |r| r.len());
+                let owned = rows
+                    .iter()
+                    .map(|w| {
+                        let t: Vec<f32> = gate.chunks_exact(dim).map(|g| dot(w, g)).collect();
+                        let best = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let floor = GATE_COSINE.min(best);
+                        (0..t.len()).filter(|&c| t[c] >= floor).collect()
+                    })
+                    .collect();
+                (gate, owned)
+            }
+        };
+        Matcher {
+            banks,
+            rivals,
+            gate,
+            owned,
+            gate_cos: Vec::new(),
+            top: Vec::with_capacity(GATE_TOP_K + 1),
+        }
+    }
+
+    /// The banks, in load order.
+    pub fn banks(&self) -> &[Bank] {
+        &self.banks
+    }
+
+    /// Every label of every bank, for the decision engine.
+    pub fn labels(&self) -> Vec<LabelInfo> {
+        LabelInfo::from_banks(&self.banks)
+    }
+
+    /// Scores `embedding` against every label, in bank order, into `out` (no allocation once
+    /// warm): cosines, calibrated scores, and which labels pass the precision checks.
+    pub fn score(&mut self, embedding: &[f32], out: &mut Scores) {
+        score(&self.banks, embedding, out);
+        let gated = !self.gate.is_empty();
+        if gated {
+            let dim = embedding.len().max(1);
+            self.gate_cos.resize(self.gate.len() / dim, 0.0);
+            for (c, row) in self.gate_cos.iter_mut().zip(self.gate.chunks_exact(dim)) {
+                *c = dot(row, embedding);
+            }
+            best_k(&self.gate_cos, GATE_TOP_K, &mut self.top);
+        }
+        for j in 0..out.z.len() {
+            let gate = !gated || self.top.iter().any(|c| self.owned[j].contains(c));
+            let beaten = self.rivals[j].iter().any(|&k| out.z[k] > out.z[j]);
+            out.allowed[j] = gate && !beaten;
+        }
+    }
+}
+
+/// The indices of the `k` largest scores, best first, into `out` (no allocation once warm;
+/// NaN never wins).
+fn best_k(scores: &[f32], k: usize, out: &mut Vec<usize>) {
+    out.clear();
+    for (i, &v) in scores.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        let pos = out.iter().position(|&j| scores[j] < v).unwrap_or(out.len());
+        if pos < k {
+            out.insert(pos, i);
+            out.truncate(k);
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// Scores `embedding` against every label of `banks`, in bank order, into `out` (resized to
-/// the number of labels; no allocation once warm).
+/// the number of labels; no allocation once warm): cosines and calibrated scores, every label
+/// allowed. [`Matcher::score`] adds the precision checks.
 pub fn score(banks: &[Bank], embedding: &[f32], out: &mut Scores) {
     let n: usize = banks.iter().map(Bank::len).sum();
     out.cosine.resize(n, 0.0);
     out.z.resize(n, 0.0);
+    out.allowed.clear();
+    out.allowed.resize(n, true);
     let mut at = 0;
     for bank in banks {
         let (cos, z) = (
@@ -29,15 +178,15 @@ pub fn score(banks: &[Bank], embedding: &[f32], out: &mut Scores) {
     }
 }
 
-/// Scales `v` to unit length in place (an all-zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
+/// Scales `v` to unit length in place. A vector whose norm is zero or not finite is left
+/// as it is and `false` returned: the one normalizer, for encoder outputs and bank rows alike.
+pub fn normalize(v: &mut [f32]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return false;
+    }
     v.iter_mut().for_each(|x| *x /= norm);
+    true
 }
 
 /// Softmax of `scale × x` over `x`, into `out` (same length), numerically stable.

@@ -21,29 +21,53 @@ pub const MANIFEST_FORMAT: u32 = 1;
 /// Errors raised while loading a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// A bundle file (the manifest or a file it lists) cannot be opened or read.
     #[error("{path}: cannot read")]
     Io {
+        /// The file that failed.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// `model.toml` is not valid TOML, has unknown keys, or a value is out of range.
     #[error("{path}: invalid manifest: {message}")]
-    Manifest { path: PathBuf, message: String },
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A file's sha256 differs from the one the manifest lists.
     #[error("{path}: sha256 mismatch: the manifest expects {expected}, the file has {found}")]
     Hash {
+        /// The file whose hash differs.
         path: PathBuf,
+        /// The lowercase hex sha256 in the manifest.
         expected: String,
+        /// The lowercase hex sha256 of the file on disk.
         found: String,
     },
+    /// A model file does not have the shape or property the manifest declares.
     #[error("{path}: {what}: expected {expected}, found {found}")]
     Shape {
+        /// The model file.
         path: PathBuf,
+        /// Which property differs (e.g. a tensor's dimensions).
         what: String,
+        /// What the manifest declares.
         expected: String,
+        /// What the file has.
         found: String,
     },
+    /// `tokenizer.json` cannot be parsed or configured.
     #[error("{path}: cannot load the tokenizer: {message}")]
-    Tokenizer { path: PathBuf, message: String },
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizer library's message.
+        message: String,
+    },
 }
 
 /// How the image is brought to `size × size`.
@@ -60,7 +84,9 @@ pub enum ResizeMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
+    /// Antialiased bicubic (`"bicubic"`, OpenAI CLIP's choice).
     Bicubic,
+    /// Antialiased bilinear (`"bilinear"`).
     Bilinear,
 }
 
@@ -80,14 +106,23 @@ pub enum Pooling {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
+    /// The ONNX file's name inside the bundle.
     pub file: String,
+    /// Its sha256, 64 hex digits.
     pub sha256: String,
+    /// The graph's pixel input tensor name (`[1, 3, size, size]`, f32).
     pub input: String,
+    /// The graph's embedding output tensor name.
     pub output: String,
+    /// The square input side in pixels (16..=4096).
     pub size: u32,
+    /// How the frame is brought to `size × size`.
     pub resize: ResizeMode,
+    /// The resampling filter.
     pub interpolation: Interpolation,
+    /// Per-channel (R, G, B) mean subtracted from pixels scaled to 0–1.
     pub mean: [f32; 3],
+    /// Per-channel (R, G, B) standard deviation the pixels are divided by (positive).
     pub std: [f32; 3],
 }
 
@@ -95,15 +130,23 @@ pub struct ImageSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextSpec {
+    /// The ONNX file's name inside the bundle.
     pub file: String,
+    /// Its sha256, 64 hex digits.
     pub sha256: String,
+    /// The graph's token-id input tensor name (`[batch_size, context_length]`, i64).
     pub input_ids: String,
+    /// The attention-mask input's name, if the graph has one (required for mean pooling).
     #[serde(default)]
     pub attention_mask: Option<String>,
+    /// The token-type-ids input's name, if the graph has one (BERT-style; fed zeros).
     #[serde(default)]
     pub token_type_ids: Option<String>,
+    /// The graph's embedding output tensor name.
     pub output: String,
+    /// The fixed batch size the graph is run with, in prompts (1..=1024).
     pub batch_size: usize,
+    /// How the graph pools token states into one embedding.
     pub pooling: Pooling,
 }
 
@@ -111,9 +154,13 @@ pub struct TextSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizerSpec {
+    /// The `tokenizer.json` file's name inside the bundle.
     pub file: String,
+    /// Its sha256, 64 hex digits.
     pub sha256: String,
+    /// Every sequence is truncated and padded to this many tokens (2..=4096).
     pub context_length: usize,
+    /// The token id used for padding (default 0).
     #[serde(default)]
     pub pad_id: u32,
 }
@@ -122,7 +169,9 @@ pub struct TokenizerSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingSpec {
+    /// The embedding length both encoders produce (1..=65536).
     pub dim: usize,
+    /// The factor cosines are multiplied by before a softmax (positive; CLIP's is 100).
     pub logit_scale: f32,
 }
 
@@ -130,13 +179,20 @@ pub struct EmbeddingSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The manifest format version; must equal [`MANIFEST_FORMAT`].
     pub format: u32,
+    /// The model's name, used in messages and recorded in prompt banks (not empty).
     pub id: String,
+    /// Free text about the model (optional).
     #[serde(default)]
     pub description: String,
+    /// `[image]`: the image encoder.
     pub image: ImageSpec,
+    /// `[text]`: the text encoder.
     pub text: TextSpec,
+    /// `[tokenizer]`: the tokenizer.
     pub tokenizer: TokenizerSpec,
+    /// `[embedding]`: the shared embedding space.
     pub embedding: EmbeddingSpec,
 }
 
@@ -245,14 +301,18 @@ impl Manifest {
 /// A loaded, hash-checked bundle.
 #[derive(Debug, Clone)]
 pub struct Bundle {
+    /// The bundle directory.
     pub dir: PathBuf,
+    /// Its validated `model.toml`.
     pub manifest: Manifest,
 }
 
 /// Identifies a model in messages and banks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelIdentity {
+    /// The manifest's `id`.
     pub id: String,
+    /// The hex sha256 from [`Manifest::fingerprint`].
     pub fingerprint: String,
 }
 
@@ -287,6 +347,7 @@ impl Bundle {
         Ok(Bundle { dir, manifest })
     }
 
+    /// The model's id and fingerprint.
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
             id: self.manifest.id.clone(),
@@ -294,14 +355,17 @@ impl Bundle {
         }
     }
 
+    /// The image encoder's ONNX file.
     pub fn image_path(&self) -> PathBuf {
         self.dir.join(&self.manifest.image.file)
     }
 
+    /// The text encoder's ONNX file.
     pub fn text_path(&self) -> PathBuf {
         self.dir.join(&self.manifest.text.file)
     }
 
+    /// The `tokenizer.json` file.
     pub fn tokenizer_path(&self) -> PathBuf {
         self.dir.join(&self.manifest.tokenizer.file)
     }

@@ -195,6 +195,10 @@ impl Control {
 /// what [`crate::matching::score`] hands to the decision stage. Buffers are reused.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scores {
+    /// Cosine of the image with each label's text embedding.
     pub cosine: Vec<f32>,
+    /// Each label's calibrated score: standard deviations above its negatives' mean.
     pub z: Vec<f32>,
+    /// Whether each label passes matching's precision checks on this frame (it may be said).
+    pub allowed: Vec<bool>,
 }

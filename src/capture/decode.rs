@@ -16,9 +16,12 @@ pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
 /// Default bound on the decoder's allocations, in bytes.
 pub const DEFAULT_MAX_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
 
+/// Bounds on what a decoder may read, checked before any pixel is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
+    /// Refuse images of more pixels than this, width × height (default [`DEFAULT_MAX_PIXELS`]).
     pub max_pixels: u64,
+    /// The most the decoder may allocate, in bytes (default [`DEFAULT_MAX_ALLOC_BYTES`]).
     pub max_alloc_bytes: u64,
 }
 
@@ -31,29 +34,56 @@ impl Default for DecodeLimits {
     }
 }
 
+/// Why an image could not be decoded; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The file cannot be opened or read.
     #[error("{path}: cannot read")]
     Io {
+        /// The image file.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The path is a directory.
     #[error("{path}: is a directory, not an image")]
-    Directory { path: PathBuf },
+    Directory {
+        /// The directory's path.
+        path: PathBuf,
+    },
+    /// The file has zero bytes.
     #[error("{path}: empty file")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// The bytes match no supported image format.
     #[error("{path}: not a recognized image format")]
-    UnknownFormat { path: PathBuf },
+    UnknownFormat {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// The header declares more pixels than [`DecodeLimits::max_pixels`]; nothing was decoded.
     #[error("{path}: image too large: {width}×{height} is over the limit of {limit} pixels")]
     TooLarge {
+        /// The image file.
         path: PathBuf,
+        /// The declared width, in pixels.
         width: u32,
+        /// The declared height, in pixels.
         height: u32,
+        /// The pixel limit it exceeds.
         limit: u64,
     },
+    /// The decoder failed: truncated JPEG, zero-sized image, bad data or over the allocation limit.
     #[error("{path}: cannot decode: {message}")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Decodes the image file at `path`.

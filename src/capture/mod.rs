@@ -52,6 +52,7 @@ impl SourceSpec {
     }
 }
 
+/// Why a frame source could not deliver a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// One frame was unreadable; the source goes on.
@@ -80,6 +81,7 @@ pub enum SourceEvent {
 /// A source of frames. `next` blocks until a frame is ready, the source ends (`Ok(None)`),
 /// or something went wrong.
 pub trait FrameSource: Send {
+    /// The next frame; `Ok(None)` when the source has ended.
     fn next(&mut self) -> Result<Option<Frame>, CaptureError>;
     /// A short description for logs ("folder demo/ at 5 fps", "camera /dev/video0 640×480 MJPG").
     fn describe(&self) -> String;
@@ -144,10 +146,12 @@ impl FolderSource {
         })
     }
 
+    /// How many image files the folder holds.
     pub fn len(&self) -> usize {
         self.files.len()
     }
 
+    /// Whether the folder holds no image files (never, once opened).
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
@@ -200,7 +204,9 @@ pub trait CameraDevice: Send {
 /// Reconnect timing for a camera.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
+    /// The first delay before reopening a lost camera (default 250 ms).
     pub initial: Duration,
+    /// The delay doubles after each failed reopen up to this cap (default 5 s).
     pub max: Duration,
     /// A camera that delivers nothing for this long is treated as lost.
     pub stall: Duration,
@@ -218,6 +224,7 @@ impl Default for Backoff {
 
 /// Something that sleeps: real time in service, recorded time in tests.
 pub trait Sleeper: Send {
+    /// Sleeps for `d` (or records it).
     fn sleep(&mut self, d: Duration);
 }
 
@@ -248,6 +255,7 @@ pub struct Reconnecting<D: CameraDevice, S: Sleeper> {
 }
 
 impl<D: CameraDevice, S: Sleeper> Reconnecting<D, S> {
+    /// Wraps a camera that is not open yet; it is opened on the first `next`.
     pub fn new(device: D, sleeper: S, backoff: Backoff) -> Self {
         Reconnecting {
             device,

@@ -17,12 +17,17 @@ use crate::capture::{CameraDevice, CaptureError};
 /// What to ask the camera for; it may give something else, which is logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CameraRequest {
+    /// The V4L2 device number (`/dev/videoN`).
     pub index: u32,
+    /// Requested frame width, in pixels.
     pub width: u32,
+    /// Requested frame height, in pixels.
     pub height: u32,
+    /// Requested frame rate, in frames per second.
     pub fps: u32,
 }
 
+/// A V4L2/USB camera read through nokhwa as MJPEG, decoded to RGB8.
 pub struct NokhwaCamera {
     request: CameraRequest,
     camera: Option<Camera>,
@@ -34,6 +39,7 @@ pub struct NokhwaCamera {
 unsafe impl Send for NokhwaCamera {}
 
 impl NokhwaCamera {
+    /// A camera that is not opened until [`CameraDevice::open`].
     pub fn new(request: CameraRequest) -> Self {
         NokhwaCamera {
             request,

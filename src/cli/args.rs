@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::decide::Verbosity;
-use crate::prompts::calibrate::DEFAULT_Z;
 use crate::speech::SpeakerKind;
 use crate::vision::encoder::{Backend, Device};
 
@@ -21,14 +20,17 @@ pub fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> 
     version,
     about = "Assistive vision with CLIP-family models"
 )]
+/// The command line: global flags and one subcommand.
 pub struct Cli {
     /// More log output (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand)]
 pub enum Command {
     /// Rank a prompt bank's labels for each image.
@@ -41,6 +43,33 @@ pub enum Command {
     Control(ControlArgs),
     /// Time an image encoder per stage, replay the pipeline, compare with an fp32 reference.
     Bench(BenchArgs),
+    /// Measure what the device would say on labelled photos (precision, recall, alarms).
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The model bundle directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A prompt bank made with this model (repeatable: objects, hazards, …).
+    #[arg(long = "bank", required = true)]
+    pub banks: Vec<PathBuf>,
+    /// A folder of labelled photos: `labels.tsv` (`file<TAB>label,label,…`, or a header row
+    /// with `file` and `class` columns) and, optionally, `dominant.tsv`.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Cross-validate: recalibrate the banks on K−1 folds and score the held-out one.
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// One JSON object with every figure.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list what was said on each photo.
+    #[arg(long)]
+    pub per_photo: bool,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
 }
 
 /// Where and how the image encoder runs; the same flags for every command.
@@ -57,6 +86,7 @@ pub struct EncoderArgs {
     pub threads: Option<usize>,
 }
 
+/// `clipsight run`: flags that override the config file.
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// A TOML config file; the flags below override it.
@@ -89,10 +119,12 @@ pub struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,
 }
 
+/// `clipsight control`: one command word for a running instance.
 #[derive(clap::Args)]
 pub struct ControlArgs {
     /// The control socket of the running instance.
@@ -102,6 +134,7 @@ pub struct ControlArgs {
     pub command: String,
 }
 
+/// `clipsight classify`: rank bank labels for image files.
 #[derive(clap::Args)]
 pub struct ClassifyArgs {
     /// The model bundle directory.
@@ -119,6 +152,7 @@ pub struct ClassifyArgs {
     /// Add each image's embedding to its JSON line (`"embedding": [...]`).
     #[arg(long, requires = "json")]
     pub embeddings: bool,
+    /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,
     /// Image files.
@@ -126,6 +160,7 @@ pub struct ClassifyArgs {
     pub images: Vec<PathBuf>,
 }
 
+/// `clipsight embed-prompts`: build a calibrated prompt bank.
 #[derive(clap::Args)]
 pub struct EmbedArgs {
     /// The model bundle directory.
@@ -137,14 +172,25 @@ pub struct EmbedArgs {
     /// A folder of labelled reference photos with a labels.tsv, for the thresholds.
     #[arg(long)]
     pub calibration: PathBuf,
-    /// Thresholds sit this many standard deviations above each label's negatives.
-    #[arg(long, default_value_t = DEFAULT_Z)]
-    pub z: f32,
+    /// The precision each label's threshold aims at on the calibration photos.
+    #[arg(long, default_value_t = 0.75)]
+    pub target_precision: f32,
+    /// No threshold below this many standard deviations above a label's negatives.
+    #[arg(long, default_value_t = 1.0)]
+    pub floor_z: f32,
+    /// Calibration photos that must show a label for it to be validated.
+    #[arg(long, default_value_t = 2)]
+    pub min_positives: usize,
+    /// A prompt set of a broad vocabulary (`prompts/vocabulary.toml`) stored in the bank for
+    /// matching's gate; without it the bank has no gate.
+    #[arg(long)]
+    pub vocabulary: Option<PathBuf>,
     /// The bank file to write (safetensors).
     #[arg(short, long)]
     pub output: PathBuf,
 }
 
+/// `clipsight bench`: encoder timing, pipeline replay and fp32 comparison.
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// A model bundle: its image tower, preprocessing and names.
@@ -169,6 +215,7 @@ pub struct BenchArgs {
     /// A folder of real photos.
     #[arg(long, default_value = "prompts/calibration")]
     pub photos: PathBuf,
+    /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,
     /// Timed frames.

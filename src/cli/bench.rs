@@ -40,8 +40,9 @@ use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
 use crate::vision::select::load_image_encoder;
 use crate::vision::{EmbedError, ImageEmbedder};
 
-/// CLIP's normalization, for bare encoders.
+/// CLIP's per-channel (R, G, B) normalization mean, for bare encoders.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel (R, G, B) normalization standard deviation, for bare encoders.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// The input size of a bare encoder.
 pub const BARE_SIZE: usize = 224;
@@ -55,26 +56,38 @@ pub const CAMERA_FRAME: (u32, u32) = (640, 480);
 /// How many times that frame is preprocessed.
 const CAMERA_FRAME_RUNS: usize = 200;
 
+/// Why a benchmark run could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// The model bundle cannot be loaded.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// A prompt bank cannot be loaded.
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The encoder under test or the reference cannot be loaded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// Embedding a photo failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The pipeline replay failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The photo folder cannot be opened for the replay.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// The photo folder cannot be read.
     #[error("{path}: cannot list photos: {source}")]
     Photos {
+        /// The photo folder.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// Nothing to measure: zero iterations, no photos, no decodable photo, or a bank whose
+    /// dimension differs from the encoder's.
     #[error("{0}")]
     Invalid(String),
 }
@@ -87,9 +100,13 @@ pub enum EncoderSource {
     /// A bare ONNX image encoder; with a bundle, the bundle's preprocessing and names apply
     /// (a re-quantized copy of its tower), else CLIP's at 224 px with these names.
     File {
+        /// The ONNX file.
         path: PathBuf,
+        /// A bundle whose preprocessing and tensor names apply.
         bundle: Option<PathBuf>,
+        /// The pixel input tensor name (without a bundle).
         input: String,
+        /// The embedding output tensor name (without a bundle).
         output: String,
     },
 }
@@ -97,9 +114,11 @@ pub enum EncoderSource {
 /// Whether and how to run the real pipeline on the photo folder.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PipelineRun {
+    /// No replay.
     Off,
     /// Replay the photos at this rate; `None`: [`REPLAY_OVERSPEED`] × the encoder-only rate.
     Replay {
+        /// Replay rate, in frames per second.
         fps: Option<f64>,
     },
 }
@@ -107,7 +126,9 @@ pub enum PipelineRun {
 /// What to measure (what the user asked for, before anything is loaded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchSpec {
+    /// The encoder under test.
     pub encoder: EncoderSource,
+    /// Its runtime, device and threads (the reference runs the same way).
     pub options: EncoderOptions,
     /// The fp32 encoder the one under test is compared with (same input and output).
     pub reference: Option<PathBuf>,
@@ -119,19 +140,25 @@ pub struct BenchSpec {
     pub iters: usize,
     /// Untimed frames first (the accuracy pass over every photo also warms up).
     pub warmup: usize,
+    /// Whether to replay the photos through the real pipeline.
     pub pipeline: PipelineRun,
 }
 
 /// Progress of a run, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchPhase {
+    /// Embedding every photo with the reference encoder.
     Reference,
+    /// Comparing with the reference over every photo, or the untimed warm-up frames.
     Accuracy,
+    /// The timed frames.
     Timing,
+    /// The pipeline replay.
     Pipeline,
 }
 
 impl BenchPhase {
+    /// The phase's name for the progress bar ("reference", "accuracy", "timing", "pipeline").
     pub fn as_str(self) -> &'static str {
         match self {
             BenchPhase::Reference => "reference",
@@ -145,9 +172,13 @@ impl BenchPhase {
 /// Per-stage latencies of the timed frames, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Stages {
+    /// Decoding the photo file.
     pub decode: Percentiles,
+    /// Resize, crop and normalize.
     pub preprocess: Percentiles,
+    /// The image encoder.
     pub encode: Percentiles,
+    /// Cosines against every bank and the top-1 pick (JSON key `match`).
     #[serde(rename = "match")]
     pub matching: Percentiles,
 }
@@ -155,10 +186,15 @@ pub struct Stages {
 /// The pipeline replay's result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct PipelineReport {
+    /// The rate the photos were fed at, in frames per second.
     pub replay_fps: f64,
+    /// Frames the folder source delivered.
     pub frames_in: u64,
+    /// Frames encoded.
     pub processed: u64,
+    /// Frames replaced by a newer one before the encoder got to them.
     pub dropped: u64,
+    /// Replay run time, in seconds.
     pub elapsed_s: f64,
     /// Frames encoded per second of the replay.
     pub fps: f64,
@@ -167,23 +203,35 @@ pub struct PipelineReport {
 /// Everything a run measured. Serialized as the `--json` line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
+    /// The ONNX file under test.
     pub model: PathBuf,
+    /// The runtime ("tract", "ort").
     pub backend: &'static str,
+    /// Threads for the matrix products.
     pub threads: usize,
+    /// Photos in the folder.
     pub photos: usize,
+    /// Photos that could not be decoded in the accuracy or warm-up pass.
     pub bad_photos: usize,
+    /// Timed frames.
     pub iters: usize,
+    /// The encoder's embedding size.
     pub dim: usize,
     /// Load + optimize time of the encoder under test.
     pub load_ms: f64,
+    /// Per-stage latencies of the timed frames.
     pub stages: Stages,
+    /// Median encode time, in ms (the same as `stages.encode.p50_ms`).
     pub encode_ms_p50: f32,
+    /// 95th-percentile encode time, in ms.
     pub encode_ms_p95: f32,
-    /// Preprocessing of one 640×480 frame (decode excluded).
+    /// Preprocessing of one 640×480 frame (decode excluded): median, in ms.
     pub preprocess_640x480_ms_p50: f32,
+    /// …and its 95th percentile, in ms.
     pub preprocess_640x480_ms_p95: f32,
     /// 1 / mean encode time of the timed frames.
     pub encoder_fps: f64,
+    /// The pipeline replay's result, if it ran.
     pub pipeline: Option<PipelineReport>,
     /// Pipeline frames/s ÷ encoder-only frames/s.
     pub pipeline_vs_encoder: Option<f64>,
@@ -191,12 +239,15 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
     /// Whether the peak was reset after the reference encoder was dropped.
     pub peak_rss_excludes_reference: bool,
+    /// The fp32 reference encoder, if one was given.
     pub reference: Option<PathBuf>,
     /// Mean embedding cosine to the reference over the photos.
     pub cosine_vs_reference: Option<f64>,
+    /// The lowest embedding cosine to the reference over the photos.
     pub cosine_vs_reference_min: Option<f64>,
     /// Fraction of (photo, bank) pairs whose top-1 label matches the reference's.
     pub top1_agreement: Option<f64>,
+    /// (photo, bank) pairs compared for top-1 agreement.
     pub top1_compared: usize,
 }
 
@@ -367,6 +418,8 @@ fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
             threshold: 2.0,
             neg_mean: 0.0,
             neg_std: 1.0,
+            aliases: Vec::new(),
+            calibration: crate::prompts::bank::Evidence::UNKNOWN,
         });
     }
     Bank::new(

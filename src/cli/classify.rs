@@ -9,7 +9,8 @@ use anyhow::Result;
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::ClassifyArgs;
 use crate::cli::encoder_options;
-use crate::matching::{rank, score};
+use crate::decide::{still_scene, DecisionConfig};
+use crate::matching::{rank, Matcher};
 use crate::model::Bundle;
 use crate::prompts::bank::Bank;
 use crate::types::Scores;
@@ -25,6 +26,9 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
         .map(|b| Bank::load_for(b, &bundle.identity()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut embedder = load_embedder(&bundle, &options)?;
+    let mut matcher = Matcher::new(banks);
+    let labels = matcher.labels();
+    let decision = DecisionConfig::default();
     let scale = bundle.manifest.embedding.logit_scale;
     let limits = DecodeLimits::default();
     let (mut scores, mut probs) = (Scores::default(), Vec::new());
@@ -50,10 +54,10 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        score(&banks, &embedding, &mut scores);
-        let (mut labels, mut text) = (Vec::new(), Vec::new());
+        matcher.score(&embedding, &mut scores);
+        let (mut ranked, mut text) = (Vec::new(), Vec::new());
         let mut at = 0;
-        for bank in &banks {
+        for bank in matcher.banks() {
             let range = at..at + bank.len();
             at += bank.len();
             let (cos, z) = (&scores.cosine[range.clone()], &scores.z[range]);
@@ -61,7 +65,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 let e = &bank.entries[r.index];
                 let z = z[r.index];
                 text.push(format!("{} {:.3}", r.label, r.score));
-                labels.push(serde_json::json!({
+                ranked.push(serde_json::json!({
                     "label": r.label,
                     "score": r.score,
                     "z": z,
@@ -70,7 +74,19 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
             }
         }
         if args.json {
-            let mut line = serde_json::json!({"image": path, "labels": labels});
+            // What `run` would say if the camera held this image still.
+            let said: Vec<_> = still_scene(decision, labels.clone(), &scores)
+                .into_iter()
+                .map(|s| {
+                    let l = &labels[s.index];
+                    serde_json::json!({
+                        "label": l.label,
+                        "category": l.category.as_str(),
+                        "sentence": s.sentence,
+                    })
+                })
+                .collect();
+            let mut line = serde_json::json!({"image": path, "labels": ranked, "said": said});
             if args.embeddings {
                 line["embedding"] = serde_json::json!(embedding);
             }

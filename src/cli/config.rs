@@ -19,23 +19,37 @@ use crate::speech::{SpeakerKind, VoiceConfig};
 use crate::vision::encoder::{Backend, Device, EncoderOptions};
 use crate::vision::gate::{DarkConfig, GateConfig};
 
+/// Why the run configuration could not be loaded or completed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file cannot be read.
     #[error("{path}: cannot read")]
     Io {
+        /// The config file.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML, has an unknown key, or a value is out of range.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// A setting that neither the file nor the flags give.
     #[error("no {what}: give --{flag} or `{key}` in the config")]
     Missing {
+        /// What is missing, in words ("model", "prompt bank", "source").
         what: &'static str,
+        /// The flag that gives it, without the dashes.
         flag: &'static str,
+        /// The config key that gives it.
         key: &'static str,
     },
+    /// The source name is malformed (e.g. `camera:x`).
     #[error("{0}")]
     Source(String),
 }
@@ -44,11 +58,15 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CameraConfig {
+    /// Requested frame width, in pixels (default 640).
     pub width: u32,
+    /// Requested frame height, in pixels (default 480).
     pub height: u32,
+    /// Requested frame rate, in frames per second (default 15).
     pub fps: u32,
     /// First reconnect delay after the camera is lost, seconds; it doubles up to the max.
     pub reconnect_initial_s: f64,
+    /// The longest reconnect delay, in seconds (default 5).
     pub reconnect_max_s: f64,
 }
 
@@ -70,20 +88,33 @@ pub const DEFAULT_REPLAY_FPS: f64 = 5.0;
 /// What a run starts from: the file with the flags over it, checked.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
+    /// The model bundle directory.
     pub model: PathBuf,
+    /// The prompt banks (at least one).
     pub banks: Vec<PathBuf>,
+    /// Where frames come from.
     pub source: SourceSpec,
     /// Replay rate of a folder source.
     pub fps: f64,
+    /// The speech backend (default speechd).
     pub speaker: SpeakerKind,
+    /// Where the wav speaker writes its files.
     pub speech_dir: Option<PathBuf>,
+    /// Print stats as JSON lines on stdout.
     pub stats_json: bool,
+    /// Stop after this many seconds; 0 runs until stopped.
     pub duration_s: f64,
+    /// Where and how the image encoder runs.
     pub encoder: EncoderOptions,
+    /// The pipeline's settings (decision, gate, darkness, timings).
     pub pipeline: PipelineConfig,
+    /// Voice settings.
     pub voice: VoiceConfig,
+    /// Camera format and reconnect timing.
     pub camera: CameraConfig,
+    /// Keys, control socket and stdin.
     pub controls: ControlsConfig,
+    /// The home monitor; `None`: off.
     pub home: Option<HomeConfig>,
 }
 
@@ -119,17 +150,24 @@ pub struct RunConfig {
     pub stats_interval_s: Option<f64>,
     /// Say "vision error" after this many failed frames in a row.
     pub failures_before_telling: Option<u32>,
+    /// `[decision]`: when labels are announced.
     pub decision: DecisionConfig,
+    /// `[gate]`: the change gate.
     pub gate: GateConfig,
+    /// `[dark]`: when a frame is too dark to judge.
     pub dark: DarkConfig,
+    /// `[voice]`: voice settings.
     pub voice: VoiceConfig,
+    /// `[camera]`: camera format and reconnect timing.
     pub camera: CameraConfig,
+    /// `[controls]`: keys, control socket and stdin.
     pub controls: ControlsConfig,
     /// The home monitor (fall escalation, caregiver alerts); absent: off.
     pub home: Option<HomeConfig>,
 }
 
 impl RunConfig {
+    /// Reads, parses and validates a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -142,6 +180,7 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// Parses and validates config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),

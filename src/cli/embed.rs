@@ -7,8 +7,8 @@ use anyhow::Result;
 use crate::cli::args::EmbedArgs;
 use crate::cli::progress_bar;
 use crate::model::Bundle;
-use crate::prompts::build::{build_bank, Phase};
-use crate::prompts::calibrate::read_references;
+use crate::prompts::build::{build_bank, read_vocabulary, Phase};
+use crate::prompts::calibrate::{read_references, PrecisionRule};
 use crate::prompts::text_encoder::TractTextEncoder;
 use crate::prompts::PromptSet;
 use crate::vision::encoder::EncoderOptions;
@@ -20,22 +20,38 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
     let refs = read_references(&args.calibration)?;
     let mut text = TractTextEncoder::load(&bundle)?;
     let mut images = load_embedder(&bundle, &EncoderOptions::default())?;
+    let vocabulary = match &args.vocabulary {
+        Some(path) => read_vocabulary(path)?,
+        None => Vec::new(),
+    };
     let n_texts: usize = set.prompts.iter().map(|p| p.texts.len()).sum();
     let prompts_bar = progress_bar(n_texts, "prompts");
+    let vocab_bar = progress_bar(vocabulary.len(), "vocab");
     let photos_bar = progress_bar(refs.len(), "photos");
     let (bank, stats) = build_bank(
         &bundle,
         &mut text,
         &mut images,
         &set,
+        &vocabulary,
         &refs,
-        args.z,
-        &mut |phase, done, _| match phase {
+        &PrecisionRule {
+            target_precision: args.target_precision,
+            floor_z: args.floor_z,
+            min_positives: args.min_positives,
+            ..PrecisionRule::default()
+        },
+        &mut |phase, done, total| match phase {
             Phase::Prompts => prompts_bar.set_position(done as u64),
+            Phase::Vocabulary => {
+                vocab_bar.set_length(total as u64);
+                vocab_bar.set_position(done as u64)
+            }
             Phase::Photos => photos_bar.set_position(done as u64),
         },
     )?;
     prompts_bar.finish();
+    vocab_bar.finish();
     photos_bar.finish();
     bank.save(&args.output)?;
     for (p, s) in set.prompts.iter().zip(&stats) {
@@ -47,8 +63,9 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
         } else {
             "no calibration photo shows it".to_string()
         };
+        let validated = if s.validated { "validated" } else { "NOT validated (silent by default)" };
         log::info!(
-            "{:<28} threshold {:.4} (negatives {:.4} ± {:.4}, {} above); {hits}",
+            "{:<28} threshold {:.4} (negatives {:.4} ± {:.4}, {} above); {hits}; {validated}",
             p.label,
             s.threshold,
             s.neg_mean,

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod classify;
 pub mod config;
 pub mod embed;
+pub mod eval;
 pub mod run;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::EmbedPrompts(args) => embed::run(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run_command(args),
+        Command::Eval(args) => eval::run(args),
         Command::Control(args) => {
             let reply = crate::controls::send_command(&args.socket, &args.command)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))?;

@@ -22,6 +22,7 @@ const KEY_DOWN: i32 = 1;
 /// The size of one `struct input_event` on this target (24 bytes on 64-bit Linux).
 #[cfg(target_os = "linux")]
 pub const INPUT_EVENT_BYTES: usize = std::mem::size_of::<libc::input_event>();
+/// The size of one `struct input_event` off Linux: the 64-bit Linux layout, 24 bytes.
 #[cfg(not(target_os = "linux"))]
 pub const INPUT_EVENT_BYTES: usize = 24;
 

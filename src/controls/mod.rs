@@ -33,13 +33,21 @@ pub const REOPEN_WAIT: Duration = Duration::from_secs(3);
 
 /// Linux key codes (linux/input-event-codes.h) used by the defaults.
 pub mod keys {
+    /// Enter (default for ok).
     pub const KEY_ENTER: u16 = 28;
+    /// Space bar (default for describe).
     pub const KEY_SPACE: u16 = 57;
+    /// Mute, a media key (default for mute).
     pub const KEY_MUTE: u16 = 113;
+    /// Next track, a media key (default for verbosity).
     pub const KEY_NEXTSONG: u16 = 163;
+    /// Play/pause, a media key (default for describe).
     pub const KEY_PLAYPAUSE: u16 = 164;
+    /// Previous track, a media key (default for repeat).
     pub const KEY_PREVIOUSSONG: u16 = 165;
+    /// OK, a remote's key (default for ok).
     pub const KEY_OK: u16 = 352;
+    /// The first generic button, e.g. a GPIO button (default for ok).
     pub const BTN_0: u16 = 256;
 }
 
@@ -47,11 +55,17 @@ pub mod keys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyMap {
+    /// Keys that say what is in view now (default play/pause, space).
     pub describe: Vec<u16>,
+    /// Keys that mute or unmute objects and people (default mute).
     pub mute: Vec<u16>,
+    /// Keys that say the last sentence again (default previous track).
     pub repeat: Vec<u16>,
+    /// Keys that cycle the verbosity (default next track).
     pub verbosity: Vec<u16>,
+    /// Keys that mean "I am all right", cancelling a fall check-in (default OK, enter, BTN_0).
     pub ok: Vec<u16>,
+    /// Keys with which a caregiver acknowledges an alert (default none).
     pub acknowledge: Vec<u16>,
 }
 
@@ -70,6 +84,7 @@ impl Default for KeyMap {
 }
 
 impl KeyMap {
+    /// The control a key code is mapped to, if any (the first match in field order).
     pub fn control(&self, code: u16) -> Option<Control> {
         [
             (Control::Describe, &self.describe),
@@ -91,6 +106,7 @@ impl KeyMap {
 pub struct ControlsConfig {
     /// Input devices to read keys from (`/dev/input/by-id/…`). Empty: none.
     pub evdev: Vec<PathBuf>,
+    /// `[controls.keys]`: which key codes mean what.
     pub keys: KeyMap,
     /// The control socket's path. Empty: no socket.
     pub socket: Option<PathBuf>,
@@ -98,14 +114,19 @@ pub struct ControlsConfig {
     pub stdin: bool,
 }
 
+/// Why the controls could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlsError {
+    /// The control socket cannot be created, bound or restricted to its owner.
     #[error("{path}: cannot create the control socket: {source}")]
     Socket {
+        /// The socket's path.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A source's thread cannot be spawned.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
 }

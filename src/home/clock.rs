@@ -55,6 +55,7 @@ impl Default for HomeClock {
 }
 
 impl HomeClock {
+    /// A clock whose monotonic origin is now.
     pub fn new() -> HomeClock {
         HomeClock {
             origin: Instant::now(),

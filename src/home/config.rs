@@ -21,23 +21,50 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// Seconds in a day.
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
 
+/// What is wrong with `[home]` or its secrets; it names the key, never a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A value is out of range or malformed.
     #[error("home.{key}: {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key under `[home]` (e.g. `fall.ack_seconds`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The environment variable named for a secret is unset or empty.
     #[error("{what}: environment variable {var} is not set or is empty")]
-    SecretEnv { what: &'static str, var: String },
+    SecretEnv {
+        /// Which secret ("home.mqtt password", "home.webhook token").
+        what: &'static str,
+        /// The variable's name.
+        var: String,
+    },
+    /// The file named for a secret cannot be read.
     #[error("{what}: cannot read the secret file {path}")]
     SecretFile {
+        /// Which secret.
         what: &'static str,
+        /// The secret file.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The secret file is empty (after its trailing newline) or over [`MAX_SECRET_FILE_BYTES`].
     #[error("{what}: the secret file {path} is empty or too large")]
-    SecretFileSize { what: &'static str, path: PathBuf },
+    SecretFileSize {
+        /// Which secret.
+        what: &'static str,
+        /// The secret file.
+        path: PathBuf,
+    },
+    /// Both an environment variable and a file are given for one secret.
     #[error("{what}: give either an environment variable or a file, not both")]
-    SecretTwice { what: &'static str },
+    SecretTwice {
+        /// Which secret.
+        what: &'static str,
+    },
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -65,10 +92,13 @@ pub struct HomeConfig {
     /// Whether the pipeline may keep snapshots of incidents. Off by default; this module never
     /// stores or sends an image either way.
     pub snapshots: bool,
+    /// `[home.fall]`: the fall state machine's timers.
     pub fall: FallConfig,
     /// The daily "not seen up by" check; absent: off.
     pub inactivity: Option<InactivityConfig>,
+    /// `[home.speech]`: what the device says at each step.
     pub speech: SpeechConfig,
+    /// `[home.event_log]`: the event log file and its rotation.
     pub event_log: EventLogConfig,
     /// The MQTT channel; absent: off.
     pub mqtt: Option<MqttConfig>,
@@ -172,7 +202,9 @@ pub enum RealertPolicy {
     /// Send a reminder update every `every_seconds` until acknowledged or resolved, at most
     /// `max_repeats` times.
     Repeat {
+        /// Seconds between reminders.
         every_seconds: f64,
+        /// The most reminders per incident.
         max_repeats: u32,
     },
 }
@@ -264,12 +296,15 @@ impl Default for EventLogConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
+    /// The broker's host name or address (default `localhost`).
     pub host: String,
+    /// The broker's TCP port (default 1883).
     pub port: u16,
     /// Topics are `<topic_prefix>/available`, `/events`, `/alerts`, `/stats`, `/state`, `/set`.
     pub topic_prefix: String,
     /// Client id; default: the node id. Two clients with one id push each other off the broker.
     pub client_id: Option<String>,
+    /// User name for the broker; required when a password is given.
     pub username: Option<String>,
     /// Name of the environment variable holding the password.
     pub password_env: Option<String>,
@@ -277,7 +312,9 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     /// Publish Home Assistant MQTT discovery configs (retained).
     pub discovery: bool,
+    /// Home Assistant's discovery topic prefix (default `homeassistant`).
     pub discovery_prefix: String,
+    /// MQTT keep-alive interval, in seconds (at least 5; default 30).
     pub keep_alive_seconds: u64,
     /// Waits between reconnection attempts grow from this ...
     pub reconnect_min_seconds: f64,
@@ -554,6 +591,7 @@ impl HomeConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a password or token.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
@@ -573,7 +611,9 @@ impl fmt::Debug for Secret {
 /// The credentials the channels need, read once at startup by [`HomeSecrets::load`].
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HomeSecrets {
+    /// The MQTT password, if `[home.mqtt]` names one.
     pub mqtt_password: Option<Secret>,
+    /// The webhook bearer token, if `[home.webhook]` names one.
     pub webhook_token: Option<Secret>,
 }
 

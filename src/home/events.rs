@@ -18,18 +18,26 @@ use serde::{Deserialize, Serialize};
 use crate::home::config::EventLogConfig;
 use crate::home::outbox::{create_private_dir, private_file_options, sync_dir};
 
+/// Why the event log could not be opened or written; names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
+    /// Creating the directory, opening, writing, syncing or rotating the log failed.
     #[error("event log {path}: {action}")]
     Io {
+        /// The log file.
         path: PathBuf,
+        /// What was being done ("cannot open", "cannot rotate", …).
         action: &'static str,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A record cannot be serialized to JSON.
     #[error("event log {path}: cannot encode a record")]
     Encode {
+        /// The log file.
         path: PathBuf,
+        /// The serializer's error.
         #[source]
         source: serde_json::Error,
     },
@@ -39,8 +47,11 @@ pub enum EventLogError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateType {
+    /// The first record of an incident (`"new"`).
     New,
+    /// A later step of a running incident (`"update"`).
     Update,
+    /// The incident's last record (`"end"`).
     End,
 }
 
@@ -48,13 +59,18 @@ pub enum UpdateType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentKind {
+    /// A person lying on the floor: check-in, then perhaps an alert.
     Fall,
+    /// Nobody seen up by the daily `seen_up_by` time.
     Inactivity,
+    /// Frames too dark to judge for `cant_see_seconds`.
     CantSee,
+    /// New check-ins and alerts switched off for a while.
     Mute,
 }
 
 impl IncidentKind {
+    /// The kind's name as in records and ids ("fall", "inactivity", "cant_see", "mute").
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentKind::Fall => "fall",
@@ -69,18 +85,31 @@ impl IncidentKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// Lying for T1: the check-in was spoken.
     CheckIn,
+    /// "I am all right" before T2: no alert.
     CheckInCancelled,
+    /// The person got up during the check-in: no alert.
     Recovered,
+    /// The alert was raised (an unanswered check-in, or inactivity).
     Alert,
+    /// The alert was sent again (re-alert policy `repeat`).
     Reminder,
+    /// Unacknowledged for T4: the second contact is told.
     Escalated,
+    /// A caregiver has seen the alert.
     Acknowledged,
+    /// The person was seen up again: the alert ends.
     Resolved,
+    /// "I am all right" after the alert: the alert ends.
     Cancelled,
+    /// Frames have been too dark to judge for `cant_see_seconds`.
     CantSeeStarted,
+    /// The view is back.
     CantSeeEnded,
+    /// A mute started (or was extended).
     Muted,
+    /// A mute ended.
     Unmuted,
 }
 
@@ -96,6 +125,7 @@ pub enum AlertState {
     Active,
     /// Raised and sent to the second contact too.
     Escalated,
+    /// A caregiver has seen it.
     Acknowledged,
     /// The person was seen up again.
     Resolved,
@@ -107,6 +137,7 @@ pub enum AlertState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Contact {
+    /// The first contact only.
     Primary,
     /// The alert escalated: the second contact as well as the first.
     Secondary,
@@ -117,6 +148,7 @@ pub enum Contact {
 pub struct Scores {
     /// The smoothed lying score at this step.
     pub lying: Option<f32>,
+    /// The lying label's calibrated threshold.
     pub lying_threshold: Option<f32>,
     /// The highest lying score seen during the incident.
     pub lying_max: Option<f32>,
@@ -127,12 +159,17 @@ pub struct Scores {
 /// The alert part of a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertInfo {
+    /// Where the alert stands.
     pub state: AlertState,
     /// Unix seconds when the alert was raised.
     pub raised_time: Option<f64>,
+    /// Who acknowledged it.
     pub acknowledged_by: Option<String>,
+    /// Unix seconds when it was acknowledged.
     pub acknowledged_time: Option<f64>,
+    /// Whether it escalated to the second contact.
     pub escalated: bool,
+    /// Who should hear about this step.
     pub contact: Contact,
     /// Reminders sent so far (re-alert policy `repeat`).
     pub reminders: u32,
@@ -157,22 +194,31 @@ impl Default for AlertInfo {
 pub struct EventRecord {
     /// Stable for the incident: `<node>-<start unix ms>-<kind>`.
     pub id: String,
+    /// `type`: new, update or end.
     #[serde(rename = "type")]
     pub update: UpdateType,
+    /// What the incident is about.
     pub kind: IncidentKind,
+    /// The step this record reports.
     pub step: Step,
+    /// The incident's label (the fall label, "not seen up", "can't see", "muted").
     pub label: String,
+    /// The device's `node_id`.
     pub node: String,
     /// Counts the incident's records from 1; with `id` it names a record uniquely, so a
     /// receiver can drop the duplicates that at-least-once delivery may bring.
     pub seq: u32,
     /// Unix seconds of this step.
     pub time: f64,
+    /// Unix seconds when the incident started.
     pub start_time: f64,
+    /// Unix seconds when it ended (on its `end` record).
     pub end_time: Option<f64>,
+    /// The smoothed scores at this step.
     pub scores: Scores,
     /// The sentence spoken at this step, if any.
     pub spoken: Option<String>,
+    /// The alert's state.
     pub alert: AlertInfo,
     /// Who cancelled, acknowledged or muted (`button`, `socket`, `mqtt`, or a name).
     pub by: Option<String>,
@@ -227,6 +273,7 @@ impl EventLog {
         Ok((file, size))
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -69,19 +69,32 @@ pub const CANT_SEE_LABEL: &str = "can't see";
 /// The label of mute incidents.
 pub const MUTE_LABEL: &str = "muted";
 
+/// Why the home monitor could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
+    /// `[home]` has an invalid value, or a secret cannot be read.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `home.fall_label` is not a label of the loaded prompt banks.
     #[error("home.fall_label {label:?} is not a label of the loaded banks ({labels})")]
-    FallLabel { label: String, labels: String },
+    FallLabel {
+        /// The configured fall label.
+        label: String,
+        /// The banks' labels, comma-separated.
+        labels: String,
+    },
+    /// The event log in `state_dir` cannot be opened.
     #[error(transparent)]
     EventLog(#[from] EventLogError),
+    /// A channel's outbox in `state_dir` cannot be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// A channel's thread (MQTT, webhook, button) cannot be spawned.
     #[error("cannot start the home {what} thread")]
     Thread {
+        /// Which channel ("MQTT", "webhook", "button").
         what: &'static str,
+        /// The spawn error.
         #[source]
         source: std::io::Error,
     },
@@ -92,25 +105,34 @@ pub enum HomeError {
 pub enum HomeCommand {
     /// "I am all right": ends a check-in or an alert.
     Cancel {
+        /// Where the command came from.
         source: CommandSource,
     },
     /// A caregiver has seen the alert `id` (every active alert when `None`).
     Acknowledge {
+        /// Where the command came from.
         source: CommandSource,
+        /// Who acknowledged: a caregiver's name, or the source's name when none was given.
         by: String,
+        /// The incident's id; `None`: every active alert.
         id: Option<String>,
     },
     /// No new check-ins or alerts for `seconds` (default from the config, at most a day).
     Mute {
+        /// Where the command came from.
         source: CommandSource,
+        /// How long, in seconds; `None`: `fall.mute_default_seconds`.
         seconds: Option<f64>,
     },
+    /// Ends a mute early.
     Unmute {
+        /// Where the command came from.
         source: CommandSource,
     },
 }
 
 impl HomeCommand {
+    /// The command's name for logs ("cancel", "acknowledge", "mute", "unmute").
     pub fn name(&self) -> &'static str {
         match self {
             HomeCommand::Cancel { .. } => "cancel",

@@ -39,22 +39,30 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 const MAX_COMMAND_BYTES: usize = 1024;
 /// Largest packet accepted from the broker.
 const MAX_INCOMING_PACKET_BYTES: usize = 64 * 1024;
-/// Payloads of `available`.
+/// The `available` payload while the monitor is connected.
 pub const ONLINE: &str = "online";
+/// The `available` payload after a clean exit or, as the last will, a lost connection.
 pub const OFFLINE: &str = "offline";
 
 /// The topics under the prefix.
 #[derive(Debug, Clone)]
 pub struct Topics {
+    /// `<prefix>/available`: retained `online`/`offline`.
     pub available: String,
+    /// `<prefix>/events`: every event record.
     pub events: String,
+    /// `<prefix>/alerts`: the records of incidents that reached the alert stage.
     pub alerts: String,
+    /// `<prefix>/stats`: periodic counters.
     pub stats: String,
+    /// `<prefix>/state`: the retained monitor state.
     pub state: String,
+    /// `<prefix>/set`: commands in (acknowledge, cancel, mute, unmute).
     pub set: String,
 }
 
 impl Topics {
+    /// The topics under `prefix`.
     pub fn new(prefix: &str) -> Topics {
         Topics {
             available: format!("{prefix}/available"),
@@ -67,16 +75,22 @@ impl Topics {
     }
 }
 
+/// Why a `set` payload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    /// The payload is over 1024 bytes (its length in bytes).
     #[error("the command is {0} bytes, over the limit of {MAX_COMMAND_BYTES}")]
     TooLong(usize),
+    /// The payload is not UTF-8.
     #[error("the command is not UTF-8")]
     NotText,
+    /// The command word is none of acknowledge, cancel, mute, unmute (or their short forms).
     #[error("unknown command {0:?} (acknowledge, cancel, mute, unmute)")]
     Unknown(String),
+    /// A payload starting with `{` is not a valid JSON command.
     #[error("bad JSON command: {0}")]
     Json(String),
+    /// The seconds after `mute` are not a finite number.
     #[error("bad mute duration {0:?} (seconds)")]
     Duration(String),
 }
@@ -251,7 +265,9 @@ pub(crate) enum Job {
 /// Counters the thread shares, for stats.
 #[derive(Debug, Default)]
 pub struct MqttStatus {
+    /// Whether the broker connection is up.
     pub connected: std::sync::atomic::AtomicBool,
+    /// Outbox records the broker has acknowledged (PUBACK).
     pub delivered: std::sync::atomic::AtomicU64,
 }
 

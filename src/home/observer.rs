@@ -20,6 +20,7 @@ use crate::types::Utterance;
 /// Timers and MQTT commands are looked at this often, in seconds.
 const TICK_S: f64 = 1.0;
 
+/// The pipeline [`Observer`] that drives a [`HomeMonitor`]: fall-label scores in, check-ins out.
 pub struct HomeObserver {
     monitor: HomeMonitor,
     clock: HomeClock,
@@ -46,6 +47,7 @@ impl HomeObserver {
         Ok(Self::new(monitor, config.fall_label.clone()))
     }
 
+    /// Watches `fall_label` with an already started monitor.
     pub fn new(monitor: HomeMonitor, fall_label: String) -> Self {
         HomeObserver {
             monitor,

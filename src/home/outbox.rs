@@ -21,23 +21,35 @@ pub const MAX_OUTBOX_RECORDS: usize = 10_000;
 /// Largest record file read back.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
+/// Why an outbox operation failed; names the directory or file.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
+    /// Creating, listing, writing, syncing, renaming or removing a file failed.
     #[error("outbox {path}: {action}")]
     Io {
+        /// The outbox directory or record file.
         path: PathBuf,
+        /// What was being done.
         action: &'static str,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A record cannot be serialized to JSON.
     #[error("outbox {path}: cannot encode the record")]
     Encode {
+        /// The outbox directory.
         path: PathBuf,
+        /// The serializer's error.
         #[source]
         source: serde_json::Error,
     },
+    /// [`MAX_OUTBOX_RECORDS`] are waiting and all are alerts, so none can be dropped.
     #[error("outbox {path}: full of alerts ({MAX_OUTBOX_RECORDS} records)")]
-    Full { path: PathBuf },
+    Full {
+        /// The outbox directory.
+        path: PathBuf,
+    },
 }
 
 /// How much a record matters when the outbox is full.
@@ -159,6 +171,7 @@ impl Outbox {
         self.dir.join(format!("{seq:020}-{}.json", priority.tag()))
     }
 
+    /// The outbox directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -168,6 +181,7 @@ impl Outbox {
         self.lock().records.len()
     }
 
+    /// Whether no record is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -65,7 +65,9 @@ struct Target {
 /// Counters the thread shares, for stats.
 #[derive(Debug, Default)]
 pub struct WebhookStatus {
+    /// Records POSTed with a 2xx answer.
     pub delivered: std::sync::atomic::AtomicU64,
+    /// Record POSTs that failed (each is retried).
     pub failures: std::sync::atomic::AtomicU64,
 }
 

@@ -32,13 +32,18 @@ impl Default for Latency {
 /// Percentiles of a stage, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
+    /// Samples recorded in all, including those the ring has dropped.
     pub n: u64,
+    /// Median of the kept samples, in ms.
     pub p50_ms: f32,
+    /// 95th percentile of the kept samples, in ms.
     pub p95_ms: f32,
+    /// Largest kept sample, in ms.
     pub max_ms: f32,
 }
 
 impl Latency {
+    /// Adds one sample, replacing the oldest once the ring is full.
     pub fn record(&mut self, d: Duration) {
         let ms = d.as_secs_f32() * 1000.0;
         if self.samples.len() < RING {
@@ -50,6 +55,7 @@ impl Latency {
         self.count += 1;
     }
 
+    /// Percentiles of the kept samples (all zeros when there are none).
     pub fn percentiles(&self) -> Percentiles {
         if self.samples.is_empty() {
             return Percentiles::default();
@@ -71,28 +77,42 @@ impl Latency {
 pub struct StageLatencies {
     /// Frame captured → picked up by the vision thread.
     pub queue: Latency,
+    /// Thumbnail, darkness check and change gate.
     pub gate: Latency,
+    /// Resize, crop and normalize (encoded frames only).
     pub preprocess: Latency,
+    /// The image encoder (encoded frames only).
     pub encode: Latency,
+    /// Scoring the embedding against the prompt banks (encoded frames only).
     pub matching: Latency,
+    /// The decision engine and the home observer.
     pub decide: Latency,
     /// Frame captured → its utterances handed to speech (only frames that said something).
     pub to_speech: Latency,
 }
 
+/// Percentiles of each stage, as the stats JSON reports them (`latency_ms`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct StageReport {
+    /// Frame captured → picked up by the vision thread.
     pub queue: Percentiles,
+    /// Thumbnail, darkness check and change gate.
     pub gate: Percentiles,
+    /// Resize, crop and normalize.
     pub preprocess: Percentiles,
+    /// The image encoder.
     pub encode: Percentiles,
+    /// Scoring against the prompt banks (JSON key `match`).
     #[serde(rename = "match")]
     pub matching: Percentiles,
+    /// The decision engine and the home observer.
     pub decide: Percentiles,
+    /// Frame captured → its utterances handed to speech.
     pub to_speech: Percentiles,
 }
 
 impl StageLatencies {
+    /// Percentiles of every stage.
     pub fn report(&self) -> StageReport {
         StageReport {
             queue: self.queue.percentiles(),
@@ -128,11 +148,15 @@ pub struct FrameCounts {
 /// A full report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunStats {
+    /// Run time so far, in seconds.
     pub elapsed_s: f64,
+    /// Frame counters.
     pub frames: FrameCounts,
     /// Frames encoded per second of run time.
     pub encoded_fps: f64,
+    /// Per-stage latency percentiles, in ms.
     pub latency_ms: StageReport,
+    /// The speech thread's counters.
     pub speech: crate::speech::SpeechStats,
 }
 

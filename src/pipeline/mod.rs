@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::{CaptureError, FrameSource, SourceEvent};
 use crate::decide::{DecisionConfig, DecisionEngine, LabelInfo};
-use crate::matching::score;
+use crate::matching::Matcher;
 use crate::pipeline::metrics::{FrameCounts, RunStats, StageLatencies};
 use crate::prompts::bank::Bank;
 use crate::speech::SpeechCommand;
@@ -185,7 +185,7 @@ fn spawn_capture(
 pub struct Pipeline {
     config: PipelineConfig,
     embedder: ImageEmbedder,
-    banks: Vec<Bank>,
+    matcher: Matcher,
     engine: DecisionEngine,
     observer: Option<Box<dyn Observer>>,
 }
@@ -223,11 +223,12 @@ impl Pipeline {
                 });
             }
         }
-        let engine = DecisionEngine::new(config.decision, LabelInfo::from_banks(&banks));
+        let matcher = Matcher::new(banks);
+        let engine = DecisionEngine::new(config.decision, matcher.labels());
         Ok(Pipeline {
             config,
             embedder,
-            banks,
+            matcher,
             engine,
             observer,
         })
@@ -259,6 +260,7 @@ impl Pipeline {
             scores: Scores {
                 cosine: vec![0.0; n],
                 z: vec![0.0; n],
+                allowed: vec![true; n],
             },
             have_scores: false,
             present: vec![false; n],
@@ -436,7 +438,7 @@ impl Pipeline {
         let mut out = match look {
             Look::Dark => self.engine.observe_dark(t),
             // A skipped frame is one more observation of the last scores.
-            _ if st.have_scores => self.engine.observe(t, &st.scores.z),
+            _ if st.have_scores => self.engine.observe_matched(t, &st.scores),
             _ => Vec::new(),
         };
         self.observe(st, t, look == Look::Dark, &mut out);
@@ -478,7 +480,7 @@ impl Pipeline {
         match self.embedder.embed((&frame.image).into()) {
             Ok(embedding) => {
                 let tm = Instant::now();
-                score(&self.banks, embedding, &mut st.scores);
+                self.matcher.score(embedding, &mut st.scores);
                 st.lat.matching.record(tm.elapsed());
                 let times = self.embedder.last_times();
                 st.lat.preprocess.record(times.preprocess);

@@ -18,7 +18,9 @@ use crate::model::ModelIdentity;
 use crate::types::Category;
 
 /// The value of the `format` metadata key.
-pub const BANK_FORMAT: &str = "clipsight-bank/1";
+pub const BANK_FORMAT: &str = "clipsight-bank/2";
+/// The previous format: no aliases or validation; its labels load as validated.
+pub const BANK_FORMAT_V1: &str = "clipsight-bank/1";
 /// Banks larger than this are refused before they are read (a bank of 10,000 labels at
 /// dimension 1024 is 40 MB).
 pub const MAX_BANK_BYTES: u64 = 256 * 1024 * 1024;
@@ -57,6 +59,45 @@ pub struct BankEntry {
     pub neg_mean: f32,
     /// Standard deviation of that cosine (> 0).
     pub neg_std: f32,
+    /// Other names of the label in calibration labels (lower-case comparison).
+    pub aliases: Vec<String>,
+    /// What the calibration photos showed of the label.
+    pub calibration: Evidence,
+}
+
+/// What calibration found for one label: how many photos showed it, and whether its
+/// threshold reached the target precision ([`crate::prompts::calibrate::PrecisionRule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The threshold was validated on enough photos showing the label.
+    pub validated: bool,
+    /// Calibration photos showing the label.
+    pub positives: u32,
+    /// Of those, at or above the threshold.
+    pub hits: u32,
+    /// Calibration photos without the label at or above the threshold.
+    pub false_hits: u32,
+}
+
+impl Evidence {
+    /// What a bank of the first format knew: nothing, so every label counts as validated.
+    pub const UNKNOWN: Evidence = Evidence {
+        validated: true,
+        positives: 0,
+        hits: 0,
+        false_hits: 0,
+    };
+
+    /// From a calibration's statistics.
+    pub fn of(s: &crate::prompts::calibrate::LabelStats) -> Evidence {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Evidence {
+            validated: s.validated,
+            positives: n(s.positives),
+            hits: n(s.hits),
+            false_hits: n(s.false_hits),
+        }
+    }
 }
 
 impl BankEntry {
@@ -81,6 +122,9 @@ pub struct Bank {
     pub entries: Vec<BankEntry>,
     dim: usize,
     embeddings: Vec<f32>,
+    /// A broad vocabulary embedded by the same text tower (rows of `dim`), for matching's
+    /// gate ([`crate::matching::Matcher`]); stored as f16.
+    vocabulary: Option<Vec<f32>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +133,11 @@ struct EntryMeta {
     category: Category,
     priority: u8,
     say: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    /// Absent in the first format.
+    #[serde(default)]
+    calibration: Option<Evidence>,
 }
 
 impl Bank {
@@ -130,7 +179,26 @@ impl Bank {
             entries,
             dim,
             embeddings,
+            vocabulary: None,
         })
+    }
+
+    /// Adds a gate vocabulary: `rows` unit-length text embeddings of this bank's model.
+    pub fn with_vocabulary(mut self, rows: Vec<f32>) -> Result<Self, String> {
+        if rows.is_empty() || rows.len() % self.dim != 0 || rows.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "vocabulary: expected rows of {} finite values, found {} values",
+                self.dim,
+                rows.len()
+            ));
+        }
+        self.vocabulary = Some(rows);
+        Ok(self)
+    }
+
+    /// The gate vocabulary's rows (each of [`Bank::dim`] values), if the bank has one.
+    pub fn vocabulary(&self) -> Option<&[f32]> {
+        self.vocabulary.as_deref()
     }
 
     pub fn len(&self) -> usize {
@@ -176,12 +244,24 @@ impl Bank {
             path: path.to_path_buf(),
             message,
         };
-        let tensors = vec![
+        let vocab: Vec<u8> = self
+            .vocabulary
+            .iter()
+            .flatten()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        let mut tensors = vec![
             ("embeddings", view(&emb, vec![n, self.dim]).map_err(bad)?),
             ("threshold", view(&thr, vec![n]).map_err(bad)?),
             ("neg_mean", view(&mean, vec![n]).map_err(bad)?),
             ("neg_std", view(&std, vec![n]).map_err(bad)?),
         ];
+        if !vocab.is_empty() {
+            let rows = vocab.len() / 2 / self.dim;
+            let t = TensorView::new(Dtype::F16, vec![rows, self.dim], &vocab)
+                .map_err(|e| bad(e.to_string()))?;
+            tensors.push(("vocabulary", t));
+        }
         let entries: Vec<EntryMeta> = self
             .entries
             .iter()
@@ -190,6 +270,8 @@ impl Bank {
                 category: e.category,
                 priority: e.priority,
                 say: e.say.clone(),
+                aliases: e.aliases.clone(),
+                calibration: Some(e.calibration),
             })
             .collect();
         let mut meta = HashMap::new();
@@ -246,7 +328,7 @@ impl Bank {
                 .ok_or_else(|| format!("metadata key {key:?} is missing"))
         };
         let format = get("format")?;
-        if format != BANK_FORMAT {
+        if format != BANK_FORMAT && format != BANK_FORMAT_V1 {
             return Err(format!("format: expected {BANK_FORMAT}, found {format:?}"));
         }
         let entries: Vec<EntryMeta> = serde_json::from_str(&get("entries")?)
@@ -301,23 +383,43 @@ impl Bank {
                 category: e.category,
                 priority: e.priority,
                 say: e.say,
+                aliases: e.aliases,
                 threshold: thr[i],
                 neg_mean: mean[i],
                 neg_std: std[i],
+                calibration: e.calibration.unwrap_or(Evidence::UNKNOWN),
             })
             .collect();
         let model = ModelIdentity {
             id: get("model_id")?,
             fingerprint: get("model_fingerprint")?,
         };
-        Bank::new(
+        let bank = Bank::new(
             meta.get("name").cloned().unwrap_or_default(),
             model,
             meta.get("calibration").cloned().unwrap_or_default(),
             entries,
             dim,
             embeddings,
-        )
+        )?;
+        match tensors.tensor("vocabulary") {
+            Err(_) => Ok(bank),
+            Ok(t) => {
+                if t.dtype() != Dtype::F16 || t.shape().len() != 2 || t.shape()[1] != dim {
+                    return Err(format!(
+                        "tensor \"vocabulary\": expected F16 [rows, {dim}], found {:?} {:?}",
+                        t.dtype(),
+                        t.shape()
+                    ));
+                }
+                let rows = t
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect();
+                bank.with_vocabulary(rows)
+            }
+        }
     }
 
     /// Loads a bank and refuses it unless it was made with `model`.
@@ -347,6 +449,7 @@ impl LabelInfo {
                 priority: e.priority,
                 say: e.say.clone(),
                 z_threshold: e.z_threshold(),
+                validated: e.calibration.validated,
             })
             .collect()
     }
@@ -372,6 +475,8 @@ mod tests {
             threshold: 0.3,
             neg_mean: 0.1,
             neg_std: 0.05,
+            aliases: Vec::new(),
+            calibration: Evidence::UNKNOWN,
         };
         Bank::new(
             "test".into(),

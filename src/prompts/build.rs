@@ -7,10 +7,12 @@
 
 use crate::capture::decode::{decode_file, DecodeError, DecodeLimits};
 use crate::model::Bundle;
-use crate::prompts::bank::{Bank, BankEntry};
-use crate::prompts::calibrate::{calibrate, CalibrationError, LabelStats, Reference};
+use crate::prompts::bank::{Bank, BankEntry, Evidence};
+use crate::prompts::calibrate::{
+    calibrate, names, CalibrationError, LabelStats, PrecisionRule, Reference,
+};
 use crate::prompts::text_encoder::TractTextEncoder;
-use crate::prompts::PromptSet;
+use crate::prompts::{PromptSet, DEFAULT_TEMPLATES};
 use crate::vision::encoder::EncodeError;
 use crate::vision::{EmbedError, ImageEmbedder};
 
@@ -30,12 +32,18 @@ pub enum BuildError {
     Calibration(#[from] CalibrationError),
     #[error("cannot build the bank: {0}")]
     Bank(String),
+    #[error("vocabulary: {0}")]
+    Vocabulary(String),
 }
 
 /// Which part of the work a progress report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Embedding the prompt set's templates.
     Prompts,
+    /// Embedding the gate vocabulary.
+    Vocabulary,
+    /// Embedding the calibration photos.
     Photos,
 }
 
@@ -50,37 +58,85 @@ fn ensemble(rows: &[Vec<f32>], dim: usize) -> Vec<f32> {
             *m += v;
         }
     }
+    // Unit text embeddings never average to zero; a zero row would score 0 everywhere.
     crate::matching::normalize(&mut mean);
     mean
 }
 
-/// Builds a bank. `progress(phase, done, total)` is called as work completes.
+/// Reads a vocabulary file (one name per line; `#` starts a comment line).
+pub fn read_vocabulary(path: &std::path::Path) -> Result<Vec<String>, BuildError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BuildError::Vocabulary(format!("{}: {e}", path.display())))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(BuildError::Vocabulary(format!(
+            "{}: no names",
+            path.display()
+        )));
+    }
+    Ok(names)
+}
+
+/// Embeds each entry's texts and averages them (prompt ensembling): one unit row per entry.
+fn embed_entries(
+    text: &mut TractTextEncoder,
+    entries: &[Vec<String>],
+    dim: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, BuildError> {
+    let all: Vec<&str> = entries
+        .iter()
+        .flat_map(|t| t.iter().map(String::as_str))
+        .collect();
+    let mut rows = Vec::with_capacity(all.len());
+    for chunk in all.chunks(TEXT_CHUNK) {
+        rows.extend(text.embed(chunk)?);
+        progress(rows.len(), all.len());
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    let mut at = 0;
+    for t in entries {
+        out.push(ensemble(&rows[at..at + t.len()], dim));
+        at += t.len();
+    }
+    Ok(out)
+}
+
+/// Builds a bank; with `vocabulary` (names, embedded with the default templates), the bank
+/// carries matching's gate. `progress(phase, done, total)` is called as work completes.
+#[allow(clippy::too_many_arguments)]
 pub fn build_bank(
     bundle: &Bundle,
     text: &mut TractTextEncoder,
     images: &mut ImageEmbedder,
     set: &PromptSet,
+    vocabulary: &[String],
     refs: &[Reference],
-    z: f32,
+    rule: &PrecisionRule,
     progress: &mut dyn FnMut(Phase, usize, usize),
 ) -> Result<(Bank, Vec<LabelStats>), BuildError> {
     let dim = bundle.manifest.embedding.dim;
-    let all: Vec<&str> = set
-        .prompts
+    let texts: Vec<Vec<String>> = set.prompts.iter().map(|p| p.texts.clone()).collect();
+    let label_emb = embed_entries(text, &texts, dim, &mut |d, n| {
+        progress(Phase::Prompts, d, n)
+    })?;
+    let vocab_texts: Vec<Vec<String>> = vocabulary
         .iter()
-        .flat_map(|p| p.texts.iter().map(String::as_str))
+        .map(|name| {
+            DEFAULT_TEMPLATES
+                .iter()
+                .map(|t| t.replace("{}", name))
+                .collect()
+        })
         .collect();
-    let mut rows = Vec::with_capacity(all.len());
-    for chunk in all.chunks(TEXT_CHUNK) {
-        rows.extend(text.embed(chunk)?);
-        progress(Phase::Prompts, rows.len(), all.len());
-    }
-    let mut label_emb = Vec::with_capacity(set.prompts.len());
-    let mut at = 0;
-    for p in &set.prompts {
-        label_emb.push(ensemble(&rows[at..at + p.texts.len()], dim));
-        at += p.texts.len();
-    }
+    let vocab_emb = embed_entries(text, &vocab_texts, dim, &mut |d, n| {
+        progress(Phase::Vocabulary, d, n)
+    })?;
     let mut photo_emb = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
         let img = decode_file(&r.path, DecodeLimits::default())?;
@@ -93,7 +149,13 @@ pub fn build_bank(
         photo_emb.push(e.to_vec());
         progress(Phase::Photos, i + 1, refs.len());
     }
-    let stats = calibrate(&set.prompts, &label_emb, refs, &photo_emb, z)?;
+    let labels: Vec<String> = set.prompts.iter().map(|p| p.label.clone()).collect();
+    let label_names: Vec<Vec<String>> = set
+        .prompts
+        .iter()
+        .map(|p| names(&p.label, &p.aliases))
+        .collect();
+    let stats = calibrate(&labels, &label_names, &label_emb, refs, &photo_emb, rule)?;
     let entries = set
         .prompts
         .iter()
@@ -103,15 +165,14 @@ pub fn build_bank(
             category: p.category,
             priority: p.priority,
             say: p.say.clone(),
+            aliases: p.aliases.clone(),
             threshold: s.threshold,
             neg_mean: s.neg_mean,
             neg_std: s.neg_std,
+            calibration: Evidence::of(s),
         })
         .collect();
-    let calibration = format!(
-        "threshold = mean + {z} × std of each label's cosine on the {} of {} calibration photos that do not show it",
-        "negatives", refs.len()
-    );
+    let calibration = rule.describe(refs.len());
     let bank = Bank::new(
         set.name.clone(),
         bundle.identity(),
@@ -121,5 +182,11 @@ pub fn build_bank(
         label_emb.concat(),
     )
     .map_err(BuildError::Bank)?;
+    let bank = if vocab_emb.is_empty() {
+        bank
+    } else {
+        bank.with_vocabulary(vocab_emb.concat())
+            .map_err(BuildError::Bank)?
+    };
     Ok((bank, stats))
 }

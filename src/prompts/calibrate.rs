@@ -1,23 +1,62 @@
-//! Calibration of per-label thresholds on labelled reference photos.
+//! Calibration of per-label thresholds on labelled reference photos, aiming at precision.
 //!
 //! Raw cosines are not comparable across prompts: one prompt sits at 0.2 on every photo,
-//! another at 0.3. So each label is calibrated on reference photos that do *not* show it:
-//! the mean and standard deviation of its cosine there, and a threshold `mean + z × std`.
-//! A score is then read as "how unusual is this for a photo without the label".
+//! another at 0.3. So each label's cosine is first standardized on the reference photos that
+//! do *not* show it (its calibrated score z: how unusual this is for a photo without the
+//! label). Then the threshold is chosen with the positives as well ([`PrecisionRule`]): the
+//! lowest z, at or above a floor, at which the calibration photos above it show the label at
+//! least `target_precision` of the time. A label is *validated* only when such a threshold
+//! exists and enough photos show it; a label the photos cannot confirm (no positives: stairs,
+//! wet floors with a COCO calibration set) is not, and stays silent by default. Its threshold
+//! then sits above every negative ([`PrecisionRule::fallback_z`] at least).
 //!
 //! Input: a folder with photos and a `labels.tsv` (`file<TAB>label,label,…`; a photo with no
 //! labels has an empty second column), and the image embeddings of those photos. Output: the
-//! per-label statistics, and for labels the photos do show, their hit rate on those photos.
+//! per-label statistics ([`LabelStats`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::prompts::Prompt;
+use crate::prompts::bank::{Bank, BankEntry, Evidence};
+
 
 /// The labels file inside a calibration folder.
 pub const LABELS_FILE: &str = "labels.tsv";
-/// The default threshold in standard deviations above the negatives' mean.
-pub const DEFAULT_Z: f32 = 2.5;
+/// How thresholds are chosen (recorded in the bank).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrecisionRule {
+    /// The calibration photos at or above the threshold must show the label at least this
+    /// often.
+    pub target_precision: f32,
+    /// The threshold is never below this z (standard deviations above the negatives' mean).
+    pub floor_z: f32,
+    /// A label needs this many calibration photos showing it to be validated.
+    pub min_positives: usize,
+    /// The z threshold of a label no threshold can validate: at least this, and above every
+    /// negative.
+    pub fallback_z: f32,
+}
+
+impl Default for PrecisionRule {
+    fn default() -> Self {
+        PrecisionRule {
+            target_precision: 0.75,
+            floor_z: 1.0,
+            min_positives: 2,
+            fallback_z: 2.5,
+        }
+    }
+}
+
+impl PrecisionRule {
+    /// A line for the bank's `calibration` metadata.
+    pub fn describe(&self, photos: usize) -> String {
+        format!(
+            "precision rule: the lowest z ≥ {} (std above the mean on photos without the label) at which ≥ {} of the calibration photos above it show the label; validated with ≥ {} photos showing it; otherwise z ≥ max({}, every negative); {photos} calibration photos",
+            self.floor_z, self.target_precision, self.min_positives, self.fallback_z
+        )
+    }
+}
 /// The smallest standard deviation kept, so a label with near-constant scores does not
 /// turn every tiny change into a huge z.
 pub const MIN_STD: f32 = 1e-3;
@@ -40,6 +79,8 @@ pub enum CalibrationError {
     },
     #[error("label {label:?}: only {found} calibration photos do not show it, need at least {MIN_NEGATIVES}")]
     TooFewNegatives { label: String, found: usize },
+    #[error("bank {label:?}: {message}")]
+    Bank { label: String, message: String },
 }
 
 /// A labelled reference photo.
@@ -90,42 +131,55 @@ pub fn read_references(dir: &Path) -> Result<Vec<Reference>, CalibrationError> {
 /// Calibration of one label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LabelStats {
+    /// Mean cosine on the calibration photos that do not show the label.
     pub neg_mean: f32,
+    /// Standard deviation of that cosine (at least [`MIN_STD`]).
     pub neg_std: f32,
+    /// The cosine at or above which the label counts as present.
     pub threshold: f32,
-    /// Photos that show the label, and how many of them pass the threshold.
+    /// Photos that show the label.
     pub positives: usize,
+    /// Positives at or above the threshold.
     pub hits: usize,
-    /// Negative photos above the threshold.
+    /// Negative photos at or above the threshold.
     pub false_hits: usize,
+    /// The rule found a threshold at its target precision with enough positives.
+    pub validated: bool,
 }
 
-fn shows(prompt: &Prompt, labels: &HashSet<String>) -> bool {
-    labels.contains(&prompt.label.to_lowercase())
-        || prompt
-            .aliases
-            .iter()
-            .any(|a| labels.contains(&a.to_lowercase()))
+/// Whether a photo's labels name the label (its `names`: the label and its aliases,
+/// lower-case).
+pub fn shows(names: &[String], labels: &HashSet<String>) -> bool {
+    names.iter().any(|n| labels.contains(n))
 }
 
-/// Calibrates every prompt. `text[i]` is prompt i's unit embedding; `images[j]` is reference
-/// j's unit embedding.
+/// The lower-case names a label goes by in calibration labels: itself and its aliases.
+pub fn names(label: &str, aliases: &[String]) -> Vec<String> {
+    std::iter::once(label)
+        .chain(aliases.iter().map(String::as_str))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Calibrates every label. `names[i]` are label i's names ([`names`]), `text[i]` its unit
+/// embedding; `images[j]` is reference j's unit embedding.
 pub fn calibrate(
-    prompts: &[Prompt],
+    labels: &[String],
+    names: &[Vec<String>],
     text: &[Vec<f32>],
     refs: &[Reference],
     images: &[Vec<f32>],
-    z: f32,
+    rule: &PrecisionRule,
 ) -> Result<Vec<LabelStats>, CalibrationError> {
-    prompts
+    labels
         .iter()
+        .zip(names)
         .zip(text)
-        .map(|(prompt, t)| {
-            let mut neg = Vec::new();
-            let mut pos = Vec::new();
+        .map(|((label, names), t)| {
+            let (mut pos, mut neg) = (Vec::new(), Vec::new());
             for (r, img) in refs.iter().zip(images) {
                 let cos: f32 = t.iter().zip(img).map(|(a, b)| a * b).sum();
-                if shows(prompt, &r.labels) {
+                if shows(names, &r.labels) {
                     pos.push(cos);
                 } else {
                     neg.push(cos);
@@ -133,41 +187,120 @@ pub fn calibrate(
             }
             if neg.len() < MIN_NEGATIVES {
                 return Err(CalibrationError::TooFewNegatives {
-                    label: prompt.label.clone(),
+                    label: label.clone(),
                     found: neg.len(),
                 });
             }
-            let n = neg.len() as f32;
-            let mean = neg.iter().sum::<f32>() / n;
-            let var = neg.iter().map(|c| (c - mean).powi(2)).sum::<f32>() / (n - 1.0);
-            let std = var.sqrt().max(MIN_STD);
-            let threshold = mean + z * std;
-            Ok(LabelStats {
-                neg_mean: mean,
-                neg_std: std,
-                threshold,
-                positives: pos.len(),
-                hits: pos.iter().filter(|&&c| c > threshold).count(),
-                false_hits: neg.iter().filter(|&&c| c > threshold).count(),
-            })
+            Ok(calibrate_one(&pos, &neg, rule))
         })
         .collect()
+}
+
+/// `bank` calibrated anew on other photos (its labels, embeddings and vocabulary kept): what
+/// `eval --folds` scores each held-out fold with.
+pub fn recalibrate(
+    bank: &Bank,
+    refs: &[Reference],
+    images: &[Vec<f32>],
+    rule: &PrecisionRule,
+) -> Result<Bank, CalibrationError> {
+    let labels: Vec<String> = bank.entries.iter().map(|e| e.label.clone()).collect();
+    let label_names: Vec<Vec<String>> = bank
+        .entries
+        .iter()
+        .map(|e| names(&e.label, &e.aliases))
+        .collect();
+    let text: Vec<Vec<f32>> = (0..bank.len()).map(|i| bank.embedding(i).to_vec()).collect();
+    let stats = calibrate(&labels, &label_names, &text, refs, images, rule)?;
+    let entries = bank
+        .entries
+        .iter()
+        .zip(&stats)
+        .map(|(e, s)| BankEntry {
+            threshold: s.threshold,
+            neg_mean: s.neg_mean,
+            neg_std: s.neg_std,
+            calibration: Evidence::of(s),
+            ..e.clone()
+        })
+        .collect();
+    let bad = |message: String| CalibrationError::Bank {
+        label: bank.name.clone(),
+        message,
+    };
+    let out = Bank::new(
+        bank.name.clone(),
+        bank.model.clone(),
+        rule.describe(refs.len()),
+        entries,
+        bank.dim(),
+        text.concat(),
+    )
+    .map_err(bad)?;
+    match bank.vocabulary() {
+        Some(v) => out.with_vocabulary(v.to_vec()).map_err(bad),
+        None => Ok(out),
+    }
+}
+
+/// The precision rule on one label's positive and negative cosines (`neg` not empty).
+fn calibrate_one(pos: &[f32], neg: &[f32], rule: &PrecisionRule) -> LabelStats {
+    let n = neg.len() as f32;
+    let mean = neg.iter().sum::<f32>() / n;
+    let var = neg.iter().map(|c| (c - mean).powi(2)).sum::<f32>() / (n - 1.0).max(1.0);
+    let std = var.sqrt().max(MIN_STD);
+    let z = |c: &f32| (c - mean) / std;
+    let (pos_z, neg_z): (Vec<f32>, Vec<f32>) = (pos.iter().map(z).collect(), neg.iter().map(z).collect());
+    let above = |v: &[f32], c: f32| v.iter().filter(|&&x| x >= c).count();
+    // Candidates: the floor, and every positive's score above it, lowest first.
+    let mut candidates: Vec<f32> = std::iter::once(rule.floor_z)
+        .chain(pos_z.iter().copied().filter(|&x| x >= rule.floor_z))
+        .collect();
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    let found = candidates.into_iter().find(|&c| {
+        let (tp, fp) = (above(&pos_z, c), above(&neg_z, c));
+        tp >= 1 && tp as f32 / (tp + fp) as f32 >= rule.target_precision
+    });
+    let z_thr = match found {
+        Some(c) => c,
+        None => {
+            let top = neg_z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Just above the highest negative: no calibration photo without it passes.
+            rule.fallback_z.max(top + 1e-3)
+        }
+    };
+    LabelStats {
+        neg_mean: mean,
+        neg_std: std,
+        threshold: mean + z_thr * std,
+        positives: pos.len(),
+        hits: above(&pos_z, z_thr),
+        false_hits: above(&neg_z, z_thr),
+        validated: found.is_some() && pos.len() >= rule.min_positives,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Category;
 
-    fn prompt(label: &str, aliases: &[&str]) -> Prompt {
-        Prompt {
-            label: label.into(),
-            category: Category::Object,
-            priority: 1,
-            say: label.into(),
-            texts: vec![label.into()],
-            aliases: aliases.iter().map(|s| s.to_string()).collect(),
-        }
+    fn cal(
+        label: &str,
+        aliases: &[&str],
+        text: &[Vec<f32>],
+        refs: &[Reference],
+        images: &[Vec<f32>],
+    ) -> Result<Vec<LabelStats>, CalibrationError> {
+        let aliases: Vec<String> = aliases.iter().map(|s| s.to_string()).collect();
+        calibrate(
+            &[label.to_string()],
+            &[names(label, &aliases)],
+            text,
+            refs,
+            images,
+            &PrecisionRule::default(),
+        )
     }
 
     #[test]
@@ -210,13 +343,42 @@ mod tests {
             });
             images.push(vec![0.9, (1.0f32 - 0.81).sqrt()]);
         }
-        let s = calibrate(&[prompt("dog", &["hound"])], &text, &refs, &images, 2.0).unwrap();
+        let s = cal("dog", &["hound"], &text, &refs, &images).unwrap();
         let s = s[0];
         assert!((s.neg_mean - 0.145).abs() < 1e-4);
         assert!(s.threshold > 0.19 && s.threshold < 0.9);
         assert_eq!((s.positives, s.hits, s.false_hits), (2, 2, 0));
-        let err =
-            calibrate(&[prompt("dog", &[])], &text, &refs[..5], &images[..5], 2.0).unwrap_err();
+        assert!(s.validated);
+        let err = cal("dog", &[], &text, &refs[..5], &images[..5]).unwrap_err();
         assert!(err.to_string().contains("dog"));
+    }
+
+    /// A label the photos never show is not validated, and sits above every negative; one
+    /// whose positives score no higher than its negatives is not validated either.
+    #[test]
+    fn labels_without_evidence_are_not_validated() {
+        let text = vec![vec![1.0, 0.0]];
+        let (mut refs, mut images) = (Vec::new(), Vec::new());
+        for i in 0..12 {
+            let c = 0.1 + i as f32 * 0.02;
+            let labels = if i % 4 == 0 {
+                ["dog".to_string()].into()
+            } else {
+                HashSet::new()
+            };
+            refs.push(Reference {
+                path: "x".into(),
+                labels,
+            });
+            images.push(vec![c, (1.0 - c * c).sqrt()]);
+        }
+        let none = cal("stairs", &[], &text, &refs, &images).unwrap()[0];
+        assert!(!none.validated);
+        assert_eq!((none.positives, none.false_hits), (0, 0));
+        // Positives spread evenly among the negatives: no threshold reaches 0.75.
+        let mixed = cal("dog", &[], &text, &refs, &images).unwrap()[0];
+        assert_eq!(mixed.positives, 3);
+        assert!(!mixed.validated, "{mixed:?}");
+        assert_eq!(mixed.false_hits, 0);
     }
 }

@@ -83,6 +83,7 @@ pub struct EspeakSpeaker {
 }
 
 impl EspeakSpeaker {
+    /// A speaker that runs `voice.espeak` and pipes its WAV to `voice.player`.
     pub fn new(voice: VoiceConfig) -> Self {
         EspeakSpeaker {
             voice,

@@ -29,16 +29,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::Utterance;
 
+/// Why a speech backend could not start or speak.
 #[derive(Debug, thiserror::Error)]
 pub enum SpeechError {
+    /// A backend failed to start or to synthesize (espeak-ng, speech-dispatcher, a player).
     #[error("{backend}: {message}")]
-    Backend { backend: String, message: String },
+    Backend {
+        /// The backend's name ("espeak-ng", "speech-dispatcher", "wav", …).
+        backend: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The WAV speaker cannot create its folder or write a WAV or the transcript.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The backend asked for was left out of this build: (what, cargo feature).
     #[error("{0} support is not compiled in (cargo feature `{1}`)")]
     NotCompiled(&'static str, &'static str),
 }
@@ -56,7 +67,9 @@ pub struct VoiceConfig {
     pub voice: String,
     /// Play a short tone before a hazard sentence.
     pub earcon: bool,
+    /// The earcon tone's pitch, in Hz (default 880).
     pub earcon_hz: f32,
+    /// The earcon tone's length, in ms (default 150).
     pub earcon_ms: u32,
     /// The command that plays a WAV from standard input (espeak backend and earcons).
     pub player: Vec<String>,
@@ -84,9 +97,13 @@ impl Default for VoiceConfig {
 
 /// A speech backend. `say` starts speaking and returns; `is_speaking` polls.
 pub trait Speaker: Send {
+    /// The backend's short name for logs ("espeak", "wav", "log", …).
     fn name(&self) -> &'static str;
+    /// Starts speaking `u` and returns without waiting; an error means nothing was started.
     fn say(&mut self, u: &Utterance) -> Result<(), SpeechError>;
+    /// Whether the last utterance is still being spoken.
     fn is_speaking(&mut self) -> bool;
+    /// Cuts the current utterance short (a more urgent one interrupts).
     fn stop(&mut self);
     /// Why the last utterance failed after it started (a player that died), if it did.
     fn take_failure(&mut self) -> Option<String> {
@@ -115,9 +132,13 @@ impl Speaker for LogSpeaker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpeakerKind {
+    /// `"speechd"`: the system voice through speech-dispatcher, then espeak-ng.
     Speechd,
+    /// `"espeak"`: espeak-ng played through the `player` command.
     Espeak,
+    /// `"wav"`: numbered WAV files and a transcript in the speech folder.
     Wav,
+    /// `"log"`: the log only.
     Log,
 }
 

@@ -5,11 +5,14 @@ use std::time::Duration;
 /// Mono 16-bit PCM.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pcm {
+    /// Sample rate, in Hz.
     pub rate: u32,
+    /// The samples, one channel.
     pub samples: Vec<i16>,
 }
 
 impl Pcm {
+    /// How long the samples last when played at `rate`.
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.samples.len() as f64 / f64::from(self.rate.max(1)))
     }

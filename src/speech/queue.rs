@@ -15,9 +15,11 @@ use crate::types::{Kind, Utterance};
 /// Messages to the speech thread.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpeechCommand {
+    /// Queue an utterance by urgency; one with `interrupt` set cuts the current one short.
     Say(Utterance),
     /// Mute or unmute objects and people (`None` toggles).
     Mute(Option<bool>),
+    /// Say the last utterance again (a status one only if nothing else was said).
     RepeatLast,
     /// Say what is queued, then stop.
     Finish,
@@ -28,10 +30,15 @@ pub enum SpeechCommand {
 /// Counters of the speech thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SpeechStats {
+    /// Utterances handed to a speaker.
     pub spoken: u64,
+    /// Utterances cut short by a more urgent one.
     pub interrupted: u64,
+    /// Objects and people dropped because they waited longer than `stale_after_s`.
     pub dropped_stale: u64,
+    /// Objects and people dropped while muted.
     pub muted: u64,
+    /// Backend failures (each moves speech to the next speaker of the chain).
     pub backend_failures: u64,
 }
 
@@ -148,6 +155,7 @@ impl SpeechLoop {
 
 /// The speech thread's handle.
 pub struct SpeechThread {
+    /// Sends commands to the thread.
     pub tx: Sender<SpeechCommand>,
     handle: JoinHandle<SpeechStats>,
 }

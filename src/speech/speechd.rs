@@ -12,6 +12,7 @@ pub struct SpeechDispatcherSpeaker {
 }
 
 impl SpeechDispatcherSpeaker {
+    /// Connects to speech-dispatcher and applies the rate, volume and voice.
     pub fn new(voice: VoiceConfig) -> Result<Self, SpeechError> {
         let fail = |e: tts::Error| SpeechError::Backend {
             backend: "speech-dispatcher".into(),

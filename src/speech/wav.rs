@@ -17,11 +17,13 @@ use crate::types::Utterance;
 pub struct TranscriptLine {
     /// Seconds since the run started.
     pub t: f64,
+    /// The sentence said (empty on an interrupt line).
     pub text: String,
     /// The utterance's kind: hazard, checkin, status, describe, person, object.
     pub priority: String,
     /// The label priority from the bank (0 for status).
     pub rank: u8,
+    /// The WAV file's name in the folder (empty on an interrupt line).
     pub wav: String,
     /// Seconds of audio.
     pub duration: f64,

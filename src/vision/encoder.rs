@@ -18,36 +18,77 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Bundle;
 
+/// Why an encoder could not load or run; most variants name the model file.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    /// The ONNX file (or tokenizer, or runtime library) cannot be read, parsed or optimized.
     #[error("{path}: cannot load the model: {message}")]
-    Load { path: PathBuf, message: String },
-    #[error("{path}: {what}: expected {expected}, found {found}")]
-    Shape {
+    Load {
+        /// The file that failed.
         path: PathBuf,
-        what: String,
-        expected: String,
-        found: String,
-    },
-    #[error("{path}: inference failed: {message}")]
-    Run { path: PathBuf, message: String },
-    #[error("{path}: cannot tokenize {text:?}: {message}")]
-    Tokenize {
-        path: PathBuf,
-        text: String,
+        /// The runtime's message.
         message: String,
     },
+    /// A graph's input or output does not have the shape the manifest declares.
+    #[error("{path}: {what}: expected {expected}, found {found}")]
+    Shape {
+        /// The model file.
+        path: PathBuf,
+        /// Which tensor or dimension differs.
+        what: String,
+        /// What the manifest declares.
+        expected: String,
+        /// What the graph has.
+        found: String,
+    },
+    /// Inference failed at run time.
+    #[error("{path}: inference failed: {message}")]
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// The runtime's message.
+        message: String,
+    },
+    /// The tokenizer cannot encode a prompt.
+    #[error("{path}: cannot tokenize {text:?}: {message}")]
+    Tokenize {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The prompt.
+        text: String,
+        /// The tokenizer's message.
+        message: String,
+    },
+    /// The pixel tensor or the output buffer has the wrong length.
     #[error("input holds {found} values, expected {expected}")]
-    BadInput { expected: usize, found: usize },
+    BadInput {
+        /// The length the encoder needs.
+        expected: usize,
+        /// The length it was given.
+        found: usize,
+    },
+    /// The graph's output has a NaN or infinity, or is all zeros, so it cannot be normalized.
     #[error("{path}: the model produced a non-finite embedding")]
-    NonFinite { path: PathBuf },
+    NonFinite {
+        /// The model file.
+        path: PathBuf,
+    },
+    /// The requested device or backend was left out of this build.
     #[error("clipsight was not compiled with {what} support (cargo feature `{feature}`)")]
     NotCompiled {
+        /// What is missing ("CUDA", "onnxruntime").
         what: &'static str,
+        /// The cargo feature that adds it.
         feature: &'static str,
     },
+    /// The thread pool for the matrix products cannot be started.
     #[error("cannot start {threads} inference threads: {message}")]
-    Threads { threads: usize, message: String },
+    Threads {
+        /// The number of threads asked for.
+        threads: usize,
+        /// The thread-pool builder's message.
+        message: String,
+    },
 }
 
 /// Which runtime runs an image encoder.
@@ -62,6 +103,7 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend's name as in the config and on the command line ("tract", "ort").
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Tract => "tract",
@@ -73,6 +115,7 @@ impl Backend {
 /// How to run an image encoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncoderOptions {
+    /// The runtime (default tract).
     pub backend: Backend,
     /// Where tract runs it (the ort backend runs on the CPU).
     pub device: Device,
@@ -97,9 +140,13 @@ impl Default for EncoderOptions {
 /// A bare image-encoder graph: input `[1, 3, size, size]` f32, output `[1, dim]` f32.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageGraph {
+    /// The ONNX file.
     pub path: PathBuf,
+    /// The pixel input tensor name.
     pub input: String,
+    /// The embedding output tensor name.
     pub output: String,
+    /// The square input side N, in pixels.
     pub size: usize,
     /// The embedding size; `None`: read it from the graph.
     pub dim: Option<usize>,
@@ -171,16 +218,20 @@ pub(crate) fn l2_normalize_into(
     out: &mut [f32],
     path: &Path,
 ) -> Result<(), EncodeError> {
-    let norm = src.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm == 0.0 {
-        return Err(EncodeError::NonFinite {
-            path: path.to_path_buf(),
+    if src.len() != out.len() {
+        return Err(EncodeError::BadInput {
+            expected: out.len(),
+            found: src.len(),
         });
     }
-    for (o, v) in out.iter_mut().zip(src) {
-        *o = v / norm;
+    out.copy_from_slice(src);
+    if crate::matching::normalize(out) {
+        Ok(())
+    } else {
+        Err(EncodeError::NonFinite {
+            path: path.to_path_buf(),
+        })
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 
 use crate::types::RgbView;
 
-/// Thumbnail grid, in cells.
+/// Thumbnail grid width, in cells.
 pub const THUMB_W: usize = 32;
+/// Thumbnail grid height, in cells.
 pub const THUMB_H: usize = 24;
 
 /// A frame's summary.
@@ -107,6 +108,7 @@ impl Default for DarkConfig {
 }
 
 impl DarkConfig {
+    /// True when both the mean luma and the contrast are below their limits.
     pub fn is_dark(&self, t: &Thumbnail) -> bool {
         t.mean < self.max_mean && t.contrast < self.max_contrast
     }
@@ -116,6 +118,7 @@ impl DarkConfig {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
+    /// Gate frames at all; `false` encodes every frame (default true).
     pub enabled: bool,
     /// Mean absolute thumbnail difference (0–255) that counts as a change.
     pub threshold: f32,
@@ -141,6 +144,7 @@ pub struct ChangeGate {
 }
 
 impl ChangeGate {
+    /// A gate with no reference frame yet: the first frame is always encoded.
     pub fn new(config: GateConfig) -> Self {
         ChangeGate {
             config,

@@ -18,23 +18,35 @@ use crate::types::RgbView;
 use crate::vision::encoder::{EncodeError, ImageEncoder};
 use crate::vision::preprocess::{PreprocessError, PreprocessSpec, Preprocessor};
 
+/// Why a frame could not be embedded.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
+    /// Preprocessing refused the frame (empty image, bad buffer).
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
+    /// The encoder failed on the preprocessed tensor.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// At construction: the preprocessing output size differs from the encoder's input size.
     #[error("the encoder takes {encoder} values but preprocessing makes {preprocess}")]
-    Mismatch { encoder: usize, preprocess: usize },
+    Mismatch {
+        /// Values the encoder takes (`3 × N × N`).
+        encoder: usize,
+        /// Values preprocessing writes (`3 × N × N`).
+        preprocess: usize,
+    },
 }
 
 /// Time spent in each stage of the last call.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
+    /// Resize, crop and normalize.
     pub preprocess: Duration,
+    /// The image encoder.
     pub encode: Duration,
 }
 
+/// Preprocessing plus an image encoder, with reused buffers: RGB frame → unit-length embedding.
 pub struct ImageEmbedder {
     pre: Preprocessor,
     encoder: Box<dyn ImageEncoder>,
@@ -44,6 +56,7 @@ pub struct ImageEmbedder {
 }
 
 impl ImageEmbedder {
+    /// Pairs preprocessing with an encoder; fails when their tensor sizes differ.
     pub fn new(spec: PreprocessSpec, encoder: Box<dyn ImageEncoder>) -> Result<Self, EmbedError> {
         let pre = Preprocessor::new(spec);
         if pre.output_len() != encoder.input_len() {
@@ -61,6 +74,7 @@ impl ImageEmbedder {
         })
     }
 
+    /// The embedding size.
     pub fn dim(&self) -> usize {
         self.embedding.len()
     }

@@ -18,19 +18,37 @@ use crate::types::RgbView;
 /// Fixed-point precision of Pillow's 8-bit resampler (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
 
+/// Why a frame could not be preprocessed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PreprocessError {
+    /// The image has zero width or height.
     #[error("the image is empty ({width}×{height})")]
-    Empty { width: u32, height: u32 },
+    Empty {
+        /// Width, in pixels.
+        width: u32,
+        /// Height, in pixels.
+        height: u32,
+    },
+    /// A pixel buffer's length is not `width × height × 3`.
     #[error("the pixel buffer holds {found} bytes, expected {expected} for {width}×{height} RGB")]
     BadPixels {
+        /// Width, in pixels.
         width: u32,
+        /// Height, in pixels.
         height: u32,
+        /// `width × height × 3`, in bytes.
         expected: usize,
+        /// The buffer's length, in bytes.
         found: usize,
     },
+    /// The output buffer's length is not `3 × N × N`.
     #[error("the output buffer holds {found} values, expected {expected}")]
-    BadOutput { expected: usize, found: usize },
+    BadOutput {
+        /// `3 × N × N`.
+        expected: usize,
+        /// The buffer's length.
+        found: usize,
+    },
 }
 
 impl<'a> From<&'a image::RgbImage> for RgbView<'a> {
@@ -206,10 +224,15 @@ impl Plan {
 /// What preprocessing needs from the manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessSpec {
+    /// The output side N, in pixels.
     pub size: u32,
+    /// How the frame is brought to N × N.
     pub resize: ResizeMode,
+    /// The resampling filter.
     pub interpolation: Interpolation,
+    /// Per-channel (R, G, B) mean subtracted from pixels scaled to 0–1.
     pub mean: [f32; 3],
+    /// Per-channel (R, G, B) standard deviation divided by.
     pub std: [f32; 3],
 }
 
@@ -239,6 +262,7 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
+    /// Builds the normalization tables; a resize plan is made per input size on first use.
     pub fn new(spec: PreprocessSpec) -> Self {
         let mut lut = [[0f32; 256]; 3];
         for (c, table) in lut.iter_mut().enumerate() {
@@ -256,6 +280,7 @@ impl Preprocessor {
         }
     }
 
+    /// The settings it was built with.
     pub fn spec(&self) -> &PreprocessSpec {
         &self.spec
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clipsight::capture::decode::{decode_file, DecodeLimits};
 use clipsight::cli::config::RunConfig;
 use clipsight::model::Bundle;
-use clipsight::prompts::bank::{Bank, BankEntry};
+use clipsight::prompts::bank::{Bank, BankEntry, Evidence};
 use clipsight::speech::SpeakerKind;
 use clipsight::types::Category;
 use clipsight::vision::tract::TractImageEncoder;
@@ -44,6 +44,8 @@ fn test_bank(model: &Path, out: &Path) {
         threshold: cross + (1.0 - cross) / 2.0,
         neg_mean: cross,
         neg_std: (1.0 - cross) / 4.0,
+        aliases: Vec::new(),
+        calibration: Evidence::UNKNOWN,
     };
     let bank = Bank::new(
         "home-test".into(),

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use clipsight::model::{Interpolation, ModelIdentity, ResizeMode};
-use clipsight::prompts::bank::{Bank, BankEntry};
+use clipsight::prompts::bank::{Bank, BankEntry, Evidence};
 use clipsight::types::Category;
 use clipsight::types::RgbView;
 use clipsight::vision::encoder::{EncodeError, ImageEncoder};
@@ -75,6 +75,8 @@ fn bank(dim: usize, labels: usize) -> Bank {
             threshold: 0.5,
             neg_mean: 0.0,
             neg_std: 0.1,
+            aliases: Vec::new(),
+            calibration: Evidence::UNKNOWN,
         })
         .collect();
     let embeddings = (0..labels * dim)

@@ -13,7 +13,7 @@ use clipsight::capture::{CaptureError, FrameSource};
 use clipsight::decide::DecisionConfig;
 use clipsight::model::Bundle;
 use clipsight::pipeline::{Pipeline, PipelineConfig};
-use clipsight::prompts::bank::{Bank, BankEntry};
+use clipsight::prompts::bank::{Bank, BankEntry, Evidence};
 use clipsight::speech::{Speaker, SpeechError, SpeechThread, VoiceConfig};
 use clipsight::types::Category;
 use clipsight::types::Frame;
@@ -147,6 +147,8 @@ fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
             threshold: neg + (1.0 - neg) / 2.0,
             neg_mean: neg,
             neg_std: (1.0 - neg) / 4.0,
+            aliases: Vec::new(),
+            calibration: Evidence::UNKNOWN,
         }
     };
     let bank = Bank::new(

@@ -58,7 +58,9 @@ pub enum View {
 /// One observation for the state machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PersonObservation {
+    /// When the frame was captured.
     pub at: Stamp,
+    /// What it showed.
     pub view: View,
 }
 
@@ -77,6 +79,7 @@ pub enum CommandSource {
 }
 
 impl CommandSource {
+    /// The source's name in records and logs ("button", "socket", "mqtt", "api").
     pub fn as_str(self) -> &'static str {
         match self {
             CommandSource::Button => "button",
@@ -96,7 +99,9 @@ impl CommandSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
+    /// A check-in went unanswered.
     Fall,
+    /// Nobody was seen up by `seen_up_by`.
     Inactivity,
 }
 
@@ -105,67 +110,96 @@ pub enum AlertKind {
 pub enum FallAction {
     /// Lying for T1: speak the check-in. Starts a fall incident.
     CheckIn {
+        /// The new fall incident.
         incident: IncidentId,
+        /// When the lying evidence began, in monotonic seconds.
         lying_since: f64,
     },
     /// The check-in was answered; no alert. Ends the incident.
     CheckInCancelled {
+        /// The fall incident.
         incident: IncidentId,
+        /// Who answered.
         by: CommandSource,
     },
     /// The person got up during the check-in; no alert. Ends the incident.
     Recovered {
+        /// The fall incident.
         incident: IncidentId,
     },
     /// An alert: a fall incident's check-in went unanswered, or an inactivity incident starts.
     AlertRaised {
+        /// The incident the alert belongs to.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
     },
     /// The alert is sent again (re-alert policy `repeat`).
     AlertReminder {
+        /// The alert's incident.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
+        /// Reminders sent so far, this one included (from 1).
         count: u32,
     },
     /// Unacknowledged for T4: tell the second contact.
     AlertEscalated {
+        /// The alert's incident.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
     },
+    /// A caregiver has seen the alert: no escalation or reminders after this.
     AlertAcknowledged {
+        /// The alert's incident.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
+        /// Who acknowledged.
         by: String,
     },
     /// The person was up again for T3 (fall) or seen up (inactivity). Ends the incident.
     AlertResolved {
+        /// The alert's incident.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
     },
     /// Someone said all is well after the alert. Ends the incident.
     AlertCancelled {
+        /// The alert's incident.
         incident: IncidentId,
+        /// Fall or inactivity.
         kind: AlertKind,
+        /// Who cancelled.
         by: CommandSource,
     },
     /// Frames have been too dark to judge for `cant_see_seconds`. Starts a can't-see incident.
     CantSeeStarted {
+        /// The new can't-see incident.
         incident: IncidentId,
         /// A fall was pending, being checked or alerted when the view went dark.
         fall_pending: bool,
     },
+    /// The view is back. Ends the can't-see incident.
     CantSeeEnded {
+        /// The can't-see incident.
         incident: IncidentId,
     },
     /// New check-ins and alerts are off until `until` (monotonic seconds). A mute while muted
     /// is an update of the same incident.
     Muted {
+        /// The mute incident.
         incident: IncidentId,
+        /// When the mute ends, in monotonic seconds.
         until: f64,
+        /// Who muted.
         by: CommandSource,
     },
+    /// The mute ended (by command or because its time ran out). Ends the mute incident.
     Unmuted {
+        /// The mute incident.
         incident: IncidentId,
     },
 }
@@ -178,25 +212,35 @@ pub enum FallPhase {
     Watching,
     /// Lying seen, T1 not reached (or the check-in was answered and the person still lies).
     Pending,
+    /// The check-in was spoken; waiting T2 for an answer.
     CheckIn,
+    /// A fall alert is raised and not yet resolved.
     Alert,
 }
 
 /// An alert's state, for the state topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AlertStatus {
+    /// The alert's incident.
     pub incident: IncidentId,
+    /// A caregiver has seen it.
     pub acknowledged: bool,
+    /// It went to the second contact.
     pub escalated: bool,
 }
 
 /// A snapshot of the machine, for the retained state topic and stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MonitorState {
+    /// Where the fall logic stands.
     pub fall: FallPhase,
+    /// The raised fall alert, if any.
     pub fall_alert: Option<AlertStatus>,
+    /// The raised inactivity alert, if any.
     pub inactivity_alert: Option<AlertStatus>,
+    /// A can't-see incident is running.
     pub cant_see: bool,
+    /// New check-ins and alerts are muted.
     pub muted: bool,
 }
 

@@ -1,0 +1,119 @@
+//! `clipsight eval`: embeds a folder of labelled photos once, then reports what the device
+//! would say on them against their labels ([`crate::eval`]), as text or JSON.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::capture::decode::{decode_file, DecodeLimits};
+use crate::cli::args::EvalArgs;
+use crate::cli::{encoder_options, progress_bar};
+use crate::decide::DecisionConfig;
+use crate::eval::{evaluate, read_photos, Rate, Report};
+use crate::model::Bundle;
+use crate::prompts::bank::Bank;
+use crate::prompts::calibrate::PrecisionRule;
+use crate::vision::select::load_embedder;
+
+/// Runs the evaluation and prints it.
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let options = encoder_options(&args.encoder);
+    crate::vision::encoder::check_device(options.device)?;
+    let bundle = Bundle::load(&args.model)?;
+    let banks = args
+        .banks
+        .iter()
+        .map(|b| Bank::load_for(b, &bundle.identity()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let photos = read_photos(&args.labels)?;
+    let mut embedder = load_embedder(&bundle, &options)?;
+    let bar = progress_bar(photos.len(), "photos");
+    let mut embeddings = Vec::with_capacity(photos.len());
+    for (i, p) in photos.iter().enumerate() {
+        let img = decode_file(&p.path, DecodeLimits::default())?;
+        embeddings.push(embedder.embed((&img).into())?.to_vec());
+        bar.set_position(i as u64 + 1);
+    }
+    bar.finish_and_clear();
+    let report = evaluate(
+        &banks,
+        &photos,
+        &embeddings,
+        args.folds,
+        &PrecisionRule::default(),
+        DecisionConfig::default(),
+    )?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if !args.per_photo {
+            if let Some(o) = value.as_object_mut() {
+                o.remove("per_photo");
+            }
+        }
+        println!("{value}");
+    } else {
+        print!("{}", to_text(&report, args.per_photo));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rate(r: &Rate) -> String {
+    match r.rate {
+        Some(v) => format!("{v:.3} ({}/{})", r.hits, r.total),
+        None => "n/a (0/0)".into(),
+    }
+}
+
+/// The report as text for a terminal.
+pub fn to_text(r: &Report, per_photo: bool) -> String {
+    let mut out = String::new();
+    let how = match r.folds {
+        Some(k) => format!("{k}-fold cross-validated: each fold scored by banks recalibrated on the others"),
+        None => "the banks' own calibration (in-sample if these are its photos)".into(),
+    };
+    out += &format!("{} photos; {how}\n", r.photos);
+    out += &format!("precision of what was said   {}\n", rate(&r.precision));
+    out += &format!("  said, not checkable here   {}\n", r.unchecked);
+    out += &format!("recall of labelled objects   {}\n", rate(&r.label_recall));
+    out += &format!("dominant-object recall       {}\n", rate(&r.dominant_recall));
+    out += &format!("  where a label covers it    {}\n", rate(&r.dominant_recall_covered));
+    out += &format!(
+        "hazard alarms                {} confirmed, {} unconfirmed on {} ordinary photos ({:.1} per 100)\n",
+        r.hazard_alarms_confirmed, r.hazard_alarms_unconfirmed, r.ordinary_photos, r.unconfirmed_per_100
+    );
+    out += &format!(
+        "\n{:<28} {:<8} {:>9} {:>5} {:>5} {:>5} {:>6}  dominant\n",
+        "label", "category", "validated", "said", "true", "false", "missed"
+    );
+    for l in &r.labels {
+        let check = if l.checkable { "" } else { " (not checkable)" };
+        out += &format!(
+            "{:<28} {:<8} {:>9} {:>5} {:>5} {:>5} {:>6}  {}{check}\n",
+            l.label,
+            l.category,
+            if l.validated { "yes" } else { "no" },
+            l.said,
+            l.correct,
+            l.wrong,
+            l.missed,
+            if l.dominant.total > 0 { rate(&l.dominant) } else { "-".into() },
+        );
+    }
+    if per_photo {
+        out += "\n";
+        for p in &r.per_photo {
+            out += &format!(
+                "{}  labels [{}]  said [{}]{}\n",
+                p.file,
+                p.labels.join(", "),
+                p.said.join(", "),
+                if p.wrong.is_empty() {
+                    String::new()
+                } else {
+                    format!("  WRONG [{}]", p.wrong.join(", "))
+                }
+            );
+        }
+    }
+    out
+}

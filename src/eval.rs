@@ -1,0 +1,433 @@
+//! The accuracy harness (`clipsight eval`): what the device would say on labelled photos, and
+//! how that compares with their labels.
+//!
+//! Input: image embeddings of labelled photos ([`Photo`], read by [`read_photos`] from a
+//! folder's `labels.tsv` in either of two formats, plus an optional `dominant.tsv`), the loaded
+//! banks, and optionally a fold count for cross-validation. For each photo it computes what
+//! the engine would say if the camera held that photo still ([`crate::decide::still_scene`],
+//! the live run's own code path) and counts, per label and overall:
+//! - precision of what was said, over the labels the photos' labels can confirm or refute (a
+//!   label is *checkable* when one of its names occurs in the data set's labels);
+//! - recall of the photos' labelled objects that some loaded label covers, and of each photo's
+//!   dominant object where one is given (over all such photos, and over the covered ones);
+//! - hazard alarms per 100 photos, confirmed (one of the hazard's names is in the photo's
+//!   labels) or not.
+//!
+//! With `folds = K`, every bank is recalibrated on K − 1 folds and scored on the held-out
+//! one, so no figure is in-sample. Folds are by sorted file name, photo i in fold i mod K.
+//! Pure computation over embeddings: it cannot fail once the photos are read.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::decide::{still_scene, DecisionConfig, LabelInfo};
+use crate::matching::Matcher;
+use crate::prompts::bank::Bank;
+use crate::prompts::calibrate::{
+    names, read_references, recalibrate, CalibrationError, PrecisionRule, Reference, LABELS_FILE,
+};
+use crate::types::{Category, Scores};
+
+/// The optional file beside `labels.tsv` naming each photo's dominant object.
+pub const DOMINANT_FILE: &str = "dominant.tsv";
+
+/// Why the labelled photos cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// `labels.tsv` or `dominant.tsv` cannot be read or has a bad line.
+    #[error(transparent)]
+    Labels(#[from] CalibrationError),
+    /// Fewer photos than folds, or a fold whose training part cannot calibrate a label.
+    #[error("{0}")]
+    Folds(String),
+}
+
+/// A labelled photo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Photo {
+    /// The image file.
+    pub path: PathBuf,
+    /// Lower-cased labels of what it shows.
+    pub labels: HashSet<String>,
+    /// Its dominant object, lower-cased, when `dominant.tsv` names one.
+    pub dominant: Option<String>,
+}
+
+/// Reads a folder of labelled photos: `labels.tsv` as `file<TAB>label,label,…` (the
+/// calibration format) or with a header row naming `file` and `class` columns (one class per
+/// photo), and `dominant.tsv` (`file-or-id<TAB>label[<TAB>…]`) when present.
+pub fn read_photos(dir: &Path) -> Result<Vec<Photo>, EvalError> {
+    let path = dir.join(LABELS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| CalibrationError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let header: Vec<&str> = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
+        .split('\t')
+        .map(str::trim)
+        .collect();
+    let refs = match (
+        header.iter().position(|c| *c == "file"),
+        header.iter().position(|c| *c == "class"),
+    ) {
+        (Some(f), Some(c)) => read_class_table(dir, &path, &text, f, c)?,
+        _ => read_references(dir)?,
+    };
+    let dominant = read_dominant(dir)?;
+    let mut photos: Vec<Photo> = refs
+        .into_iter()
+        .map(|r| {
+            let stem = r.path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let name = r.path.file_name().map(|s| s.to_string_lossy().into_owned());
+            let dominant = dominant
+                .iter()
+                .find(|(id, _)| Some(id) == stem.as_ref() || Some(id) == name.as_ref())
+                .map(|(_, label)| label.clone());
+            Photo {
+                path: r.path,
+                labels: r.labels,
+                dominant,
+            }
+        })
+        .collect();
+    photos.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(photos)
+}
+
+fn read_class_table(
+    dir: &Path,
+    path: &Path,
+    text: &str,
+    file_col: usize,
+    class_col: usize,
+) -> Result<Vec<Reference>, CalibrationError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip_while(|(_, l)| {
+        l.trim().is_empty() || l.starts_with('#')
+    }).skip(1) {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let (Some(file), Some(class)) = (cols.get(file_col), cols.get(class_col)) else {
+            return Err(CalibrationError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: "missing the file or class column".into(),
+            });
+        };
+        if file.is_empty() || file.contains("..") {
+            return Err(CalibrationError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: format!("bad file name {file:?}"),
+            });
+        }
+        out.push(Reference {
+            path: dir.join(file),
+            labels: [class.to_lowercase()].into(),
+        });
+    }
+    Ok(out)
+}
+
+fn read_dominant(dir: &Path) -> Result<Vec<(String, String)>, CalibrationError> {
+    let path = dir.join(DOMINANT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CalibrationError::Io { path, source }),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut cols = line.split('\t').map(str::trim);
+        match (cols.next(), cols.next()) {
+            (Some(id), Some(label)) if !id.is_empty() && !label.is_empty() => {
+                out.push((id.to_string(), label.to_lowercase()))
+            }
+            _ => {
+                return Err(CalibrationError::Line {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: "expected file<TAB>label".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A count of hits out of a total, with its ratio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rate {
+    /// How many hit.
+    pub hits: usize,
+    /// Out of how many.
+    pub total: usize,
+    /// `hits / total` (`None` when the total is 0).
+    pub rate: Option<f64>,
+}
+
+impl Rate {
+    fn new(hits: usize, total: usize) -> Rate {
+        Rate {
+            hits,
+            total,
+            rate: (total > 0).then(|| hits as f64 / total as f64),
+        }
+    }
+}
+
+/// One label's counts over the photos.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LabelReport {
+    /// The label.
+    pub label: String,
+    /// object, hazard or person.
+    pub category: String,
+    /// Its bank marks it validated (on the full calibration; folds may differ).
+    pub validated: bool,
+    /// Photos it was said on.
+    pub said: usize,
+    /// Said where the photo's labels name it.
+    pub correct: usize,
+    /// Said where the photo's labels do not name it.
+    pub wrong: usize,
+    /// Not said where the photo's labels name it.
+    pub missed: usize,
+    /// Whether the data set's labels can confirm or refute it at all.
+    pub checkable: bool,
+    /// Photos whose dominant object it names, and on how many it was said.
+    pub dominant: Rate,
+}
+
+/// What was said on one photo.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhotoReport {
+    /// The file name.
+    pub file: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// Its dominant object, if given.
+    pub dominant: Option<String>,
+    /// The labels said, in the order they would be spoken.
+    pub said: Vec<String>,
+    /// Of those, the checkable ones its labels refute.
+    pub wrong: Vec<String>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Photos evaluated.
+    pub photos: usize,
+    /// The number of folds, when cross-validated; `None`: the banks' own calibration
+    /// (in-sample if these photos were the calibration set).
+    pub folds: Option<usize>,
+    /// Precision of what was said, over checkable labels.
+    pub precision: Rate,
+    /// Said labels that no photo label can confirm or refute (left out of precision).
+    pub unchecked: usize,
+    /// Recall of the photos' labels that some loaded label covers.
+    pub label_recall: Rate,
+    /// Recall of the dominant object, over every photo that names one.
+    pub dominant_recall: Rate,
+    /// The same over the photos whose dominant object some loaded label covers.
+    pub dominant_recall_covered: Rate,
+    /// Hazards said with one of their names in the photo's labels.
+    pub hazard_alarms_confirmed: usize,
+    /// Hazards said without support in the photo's labels.
+    pub hazard_alarms_unconfirmed: usize,
+    /// Photos with no hazard label among their labels.
+    pub ordinary_photos: usize,
+    /// Unconfirmed hazard alarms per 100 ordinary photos.
+    pub unconfirmed_per_100: f64,
+    /// Per label, in bank order.
+    pub labels: Vec<LabelReport>,
+    /// Per photo, in file-name order.
+    pub per_photo: Vec<PhotoReport>,
+}
+
+/// Evaluates `banks` on `photos` whose unit image embeddings are `embeddings`. With `folds`,
+/// every bank is recalibrated on the other folds by `rule` before a fold is scored.
+pub fn evaluate(
+    banks: &[Bank],
+    photos: &[Photo],
+    embeddings: &[Vec<f32>],
+    folds: Option<usize>,
+    rule: &PrecisionRule,
+    decision: DecisionConfig,
+) -> Result<Report, EvalError> {
+    let n = photos.len();
+    let mut said: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut scores = Scores::default();
+    let mut score_fold = |matcher: &mut Matcher, members: &[usize], said: &mut Vec<Vec<usize>>| {
+        let labels = matcher.labels();
+        for &i in members {
+            matcher.score(&embeddings[i], &mut scores);
+            said[i] = still_scene(decision, labels.clone(), &scores)
+                .into_iter()
+                .map(|s| s.index)
+                .collect();
+        }
+    };
+    match folds {
+        None => score_fold(&mut Matcher::new(banks.to_vec()), &(0..n).collect::<Vec<_>>(), &mut said),
+        Some(k) => {
+            if k < 2 || k > n {
+                return Err(EvalError::Folds(format!(
+                    "--folds {k}: need at least 2 folds and no more folds than the {n} photos"
+                )));
+            }
+            for f in 0..k {
+                let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % k == f);
+                let refs: Vec<Reference> = train
+                    .iter()
+                    .map(|&i| Reference {
+                        path: photos[i].path.clone(),
+                        labels: photos[i].labels.clone(),
+                    })
+                    .collect();
+                let train_emb: Vec<Vec<f32>> =
+                    train.iter().map(|&i| embeddings[i].clone()).collect();
+                let fold_banks = banks
+                    .iter()
+                    .map(|b| recalibrate(b, &refs, &train_emb, rule))
+                    .collect::<Result<Vec<_>, _>>()?;
+                score_fold(&mut Matcher::new(fold_banks), &test, &mut said);
+            }
+        }
+    }
+    Ok(tally(banks, photos, &said, folds))
+}
+
+/// Counts what was said against the labels.
+fn tally(banks: &[Bank], photos: &[Photo], said: &[Vec<usize>], folds: Option<usize>) -> Report {
+    let labels = LabelInfo::from_banks(banks);
+    let entries: Vec<_> = banks.iter().flat_map(|b| b.entries.iter()).collect();
+    let label_names: Vec<Vec<String>> = entries.iter().map(|e| names(&e.label, &e.aliases)).collect();
+    let vocabulary: BTreeSet<&String> = photos.iter().flat_map(|p| p.labels.iter()).collect();
+    let checkable: Vec<bool> = label_names
+        .iter()
+        .map(|ns| ns.iter().any(|n| vocabulary.contains(n)))
+        .collect();
+    let covered = |l: &String| label_names.iter().any(|ns| ns.contains(l));
+    let hazard_names: HashSet<String> = entries
+        .iter()
+        .filter(|e| e.category == Category::Hazard)
+        .map(|e| e.label.to_lowercase())
+        .collect();
+    let mut per_label: Vec<LabelReport> = labels
+        .iter()
+        .zip(&checkable)
+        .map(|(l, &c)| LabelReport {
+            label: l.label.clone(),
+            category: l.category.as_str().into(),
+            validated: l.validated,
+            checkable: c,
+            ..LabelReport::default()
+        })
+        .collect();
+    let (mut right, mut wrong_n, mut unchecked) = (0, 0, 0);
+    let (mut lab_hits, mut lab_total) = (0, 0);
+    let (mut dom_hits, mut dom_total, mut dom_cov_hits, mut dom_cov_total) = (0, 0, 0, 0);
+    let (mut confirmed, mut unconfirmed, mut ordinary) = (0, 0, 0);
+    let mut per_photo = Vec::with_capacity(photos.len());
+    for (photo, said) in photos.iter().zip(said) {
+        let shows = |j: usize| label_names[j].iter().any(|n| photo.labels.contains(n));
+        let is_ordinary = !photo.labels.iter().any(|l| hazard_names.contains(l));
+        ordinary += usize::from(is_ordinary);
+        let mut wrong = Vec::new();
+        for &j in said {
+            let r = &mut per_label[j];
+            r.said += 1;
+            if shows(j) {
+                r.correct += 1;
+            } else {
+                r.wrong += 1;
+            }
+            if labels[j].category == Category::Hazard {
+                if shows(j) {
+                    confirmed += 1;
+                } else if is_ordinary {
+                    unconfirmed += 1;
+                }
+            }
+            match (checkable[j], shows(j)) {
+                (false, _) => unchecked += 1,
+                (true, true) => right += 1,
+                (true, false) => {
+                    wrong_n += 1;
+                    wrong.push(labels[j].label.clone());
+                }
+            }
+        }
+        for (j, r) in per_label.iter_mut().enumerate() {
+            if shows(j) && !said.contains(&j) {
+                r.missed += 1;
+            }
+        }
+        for l in photo.labels.iter().filter(|l| covered(l)) {
+            lab_total += 1;
+            lab_hits += usize::from(said.iter().any(|&j| label_names[j].contains(l)));
+        }
+        if let Some(d) = &photo.dominant {
+            let hit = said.iter().any(|&j| label_names[j].contains(d));
+            dom_total += 1;
+            dom_hits += usize::from(hit);
+            if covered(d) {
+                dom_cov_total += 1;
+                dom_cov_hits += usize::from(hit);
+            }
+            for (j, r) in per_label.iter_mut().enumerate() {
+                if label_names[j].contains(d) {
+                    r.dominant.total += 1;
+                    r.dominant.hits += usize::from(said.contains(&j));
+                }
+            }
+        }
+        let mut plabels: Vec<String> = photo.labels.iter().cloned().collect();
+        plabels.sort();
+        per_photo.push(PhotoReport {
+            file: photo
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            labels: plabels,
+            dominant: photo.dominant.clone(),
+            said: said.iter().map(|&j| labels[j].label.clone()).collect(),
+            wrong,
+        });
+    }
+    for r in &mut per_label {
+        r.dominant = Rate::new(r.dominant.hits, r.dominant.total);
+    }
+    Report {
+        photos: photos.len(),
+        folds,
+        precision: Rate::new(right, right + wrong_n),
+        unchecked,
+        label_recall: Rate::new(lab_hits, lab_total),
+        dominant_recall: Rate::new(dom_hits, dom_total),
+        dominant_recall_covered: Rate::new(dom_cov_hits, dom_cov_total),
+        hazard_alarms_confirmed: confirmed,
+        hazard_alarms_unconfirmed: unconfirmed,
+        ordinary_photos: ordinary,
+        unconfirmed_per_100: if ordinary > 0 {
+            100.0 * unconfirmed as f64 / ordinary as f64
+        } else {
+            0.0
+        },
+        labels: per_label,
+        per_photo,
+    }
+}
