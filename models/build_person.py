@@ -26,7 +26,9 @@ Steps, each deterministic (a rebuild reproduces the files bit for bit with the p
      tf2onnx 1.17 still calls numpy.product, removed in numpy 2: the script aliases it;
   3. onnxruntime ORT_ENABLE_BASIC graph optimization written back to ONNX (constant folding,
      shape arithmetic removed; standard ONNX ops only);
-  4. every float initializer whose values are all exactly representable in float16 (the
+  4. the decoder's ReduceMax over the 6 people becomes Split + Max (tract: 22 ms -> 0.1 ms);
+     every node and tensor is renamed from the graph structure (tf2onnx's names vary run to run);
+     every float initializer whose values are all exactly representable in float16 (the
      package's weights are float16) is stored as float16 followed by a Cast to float32: half
      the file size, identical numbers;
   5. checks: the final graph against the step-2 graph in onnxruntime on fixed inputs (max abs
@@ -252,12 +254,50 @@ def canonicalize(m):
     del g.value_info[:]
 
 
+def split_reduce_max(m):
+    """ReduceMax over a short axis (the decoder's max over the 6 people of a [64, 64, 6, 17]
+    tensor) as Split + variadic Max + Squeeze: the same numbers, and tract runs its elementwise
+    Max chain ~100x faster than its generic strided Reduce<Max> (22 ms -> 0.1 ms per frame)."""
+    from onnx import helper, numpy_helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(m)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    g = m.graph
+    nodes, n_done = [], 0
+    for n in g.node:
+        att = {a.name: a for a in n.attribute}
+        shp = shapes.get(n.input[0]) if n.input else None
+        if (n.op_type == "ReduceMax" and "axes" in att and len(att["axes"].ints) == 1 and shp
+                and 1 < shp[att["axes"].ints[0]] <= 8):
+            ax = att["axes"].ints[0]
+            k = shp[ax]
+            keep = att["keepdims"].i if "keepdims" in att else 1
+            parts = [f"{n.output[0]}__part{i}" for i in range(k)]
+            nodes.append(helper.make_node("Split", [n.input[0]], parts, axis=ax, name=n.name + "__split"))
+            if keep:
+                nodes.append(helper.make_node("Max", parts, [n.output[0]], name=n.name + "__max"))
+            else:
+                axes_name = n.output[0] + "__axes"
+                g.initializer.append(numpy_helper.from_array(np.array([ax], np.int64), axes_name))
+                nodes.append(helper.make_node("Max", parts, [n.output[0] + "__max"], name=n.name + "__max"))
+                nodes.append(helper.make_node("Squeeze", [n.output[0] + "__max", axes_name], [n.output[0]],
+                                              name=n.name + "__squeeze"))
+            n_done += 1
+        else:
+            nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    return n_done
+
+
 def finalize(src, dst):
-    """fp16 storage for exactly-representable float initializers; canonical names; metadata."""
+    """ReduceMax rewrite; fp16 storage for exactly-representable float initializers; canonical
+    names; metadata."""
     import onnx
     from onnx import helper, numpy_helper, TensorProto
 
     m = onnx.load(src)
+    log(f"ReduceMax over a short axis rewritten as Split + Max: {split_reduce_max(m)} node(s)")
     canonicalize(m)
     g = m.graph
     casts, kept, halved = [], [], 0
