@@ -33,6 +33,7 @@ pub enum Verbosity {
 }
 
 impl Verbosity {
+    /// The next verbosity, in the order a button cycles through them.
     pub fn next(self) -> Verbosity {
         match self {
             Verbosity::Hazards => Verbosity::New,
@@ -41,6 +42,7 @@ impl Verbosity {
         }
     }
 
+    /// The sentence that announces this verbosity.
     pub fn describe(self) -> &'static str {
         match self {
             Verbosity::Hazards => "Hazards only.",
@@ -113,9 +115,13 @@ impl Default for DecisionConfig {
 /// What the engine knows of a label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelInfo {
+    /// The label as the bank names it.
     pub label: String,
+    /// What kind of thing it is.
     pub category: Category,
+    /// Its urgency among labels of the same kind (0–255).
     pub priority: u8,
+    /// The sentence spoken when it comes into view.
     pub say: String,
     /// The label's threshold in z units (from the bank's calibration).
     pub z_threshold: f32,
@@ -157,6 +163,7 @@ pub struct DecisionEngine {
 }
 
 impl DecisionEngine {
+    /// An engine for `labels` (in bank order) with `config`.
     pub fn new(config: DecisionConfig, labels: Vec<LabelInfo>) -> Self {
         let labels_len = labels.len();
         DecisionEngine {
@@ -172,14 +179,17 @@ impl DecisionEngine {
         }
     }
 
+    /// The labels it decides about, in bank order.
     pub fn labels(&self) -> &[LabelInfo] {
         &self.labels
     }
 
+    /// The current verbosity.
     pub fn verbosity(&self) -> Verbosity {
         self.config.verbosity
     }
 
+    /// Changes the verbosity (a control).
     pub fn set_verbosity(&mut self, v: Verbosity) {
         self.config.verbosity = v;
     }
@@ -449,8 +459,8 @@ impl DecisionEngine {
         let mut seen: Vec<usize> = (0..self.labels.len())
             .filter(|&i| {
                 let tr = &self.tracks[i];
-                let passes =
-                    tr.present || (!tr.samples.is_empty() && tr.smoothed >= self.labels[i].z_threshold);
+                let passes = tr.present
+                    || (!tr.samples.is_empty() && tr.smoothed >= self.labels[i].z_threshold);
                 passes && self.sayable(i)
             })
             .collect();

@@ -107,9 +107,12 @@ fn read_class_table(
     class_col: usize,
 ) -> Result<Vec<Reference>, CalibrationError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip_while(|(_, l)| {
-        l.trim().is_empty() || l.starts_with('#')
-    }).skip(1) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .skip_while(|(_, l)| l.trim().is_empty() || l.starts_with('#'))
+        .skip(1)
+    {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -280,7 +283,11 @@ pub fn evaluate(
         }
     };
     match folds {
-        None => score_fold(&mut Matcher::new(banks.to_vec()), &(0..n).collect::<Vec<_>>(), &mut said),
+        None => score_fold(
+            &mut Matcher::new(banks.to_vec()),
+            &(0..n).collect::<Vec<_>>(),
+            &mut said,
+        ),
         Some(k) => {
             if k < 2 || k > n {
                 return Err(EvalError::Folds(format!(
@@ -313,7 +320,10 @@ pub fn evaluate(
 fn tally(banks: &[Bank], photos: &[Photo], said: &[Vec<usize>], folds: Option<usize>) -> Report {
     let labels = LabelInfo::from_banks(banks);
     let entries: Vec<_> = banks.iter().flat_map(|b| b.entries.iter()).collect();
-    let label_names: Vec<Vec<String>> = entries.iter().map(|e| names(&e.label, &e.aliases)).collect();
+    let label_names: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| names(&e.label, &e.aliases))
+        .collect();
     let vocabulary: BTreeSet<&String> = photos.iter().flat_map(|p| p.labels.iter()).collect();
     let checkable: Vec<bool> = label_names
         .iter()

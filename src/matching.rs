@@ -225,8 +225,11 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 /// A label with its score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
+    /// The label's index in its bank.
     pub index: usize,
+    /// The label.
     pub label: String,
+    /// Its softmax probability among the bank's labels.
     pub score: f32,
 }
 

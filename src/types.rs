@@ -15,18 +15,23 @@ pub struct Frame {
     pub seq: u64,
     /// Seconds since the source started, on its clock (replay time for a folder).
     pub t: f64,
+    /// The pixels, RGB8.
     pub image: RgbImage,
 }
 
 /// A borrowed packed RGB8 image.
 #[derive(Debug, Clone, Copy)]
 pub struct RgbView<'a> {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Packed RGB8 rows, `width × height × 3` bytes.
     pub pixels: &'a [u8],
 }
 
 impl<'a> RgbView<'a> {
+    /// A view of `pixels`, checked against the size.
     pub fn new(width: u32, height: u32, pixels: &'a [u8]) -> Result<Self, PreprocessError> {
         if width == 0 || height == 0 {
             return Err(PreprocessError::Empty { width, height });
@@ -61,6 +66,7 @@ pub enum Category {
 }
 
 impl Category {
+    /// The name used in prompt sets and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Object => "object",
@@ -69,6 +75,7 @@ impl Category {
         }
     }
 
+    /// Parses a prompt set's category name.
     pub fn parse(s: &str) -> Option<Category> {
         match s {
             "object" => Some(Category::Object),
@@ -92,15 +99,22 @@ impl Category {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// An object came into view.
     Object,
+    /// A person or a person's state.
     Person,
+    /// An answer to "describe".
     Describe,
+    /// Device status (ready, camera lost, too dark).
     Status,
+    /// The home monitor's check-in or alert.
     CheckIn,
+    /// A hazard warning: first, with the earcon, interrupting.
     Hazard,
 }
 
 impl Kind {
+    /// The name in transcripts and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Object => "object",
@@ -112,6 +126,7 @@ impl Kind {
         }
     }
 
+    /// The kind of a label's announcements.
     pub fn of(category: Category) -> Kind {
         match category {
             Category::Object => Kind::Object,
@@ -124,7 +139,9 @@ impl Kind {
 /// A sentence to speak.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Utterance {
+    /// The sentence.
     pub text: String,
+    /// What it is (its urgency class).
     pub kind: Kind,
     /// The label priority from the bank (0 for status and descriptions).
     pub priority: u8,
@@ -143,6 +160,7 @@ impl Utterance {
         (self.kind, self.priority)
     }
 
+    /// A device-status sentence.
     pub fn status(text: impl Into<String>, t: f64) -> Utterance {
         Utterance {
             text: text.into(),

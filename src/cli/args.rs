@@ -47,6 +47,7 @@ pub enum Command {
     Eval(EvalArgs),
 }
 
+/// `clipsight eval`: what the device would say on labelled photos, scored.
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// The model bundle directory.
@@ -68,6 +69,7 @@ pub struct EvalArgs {
     /// Also list what was said on each photo.
     #[arg(long)]
     pub per_photo: bool,
+    /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,
 }

@@ -16,6 +16,7 @@ use crate::prompts::bank::Bank;
 use crate::types::Scores;
 use crate::vision::select::load_embedder;
 
+/// Runs `classify` on the images the arguments name.
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
     crate::vision::encoder::check_device(options.device)?;

@@ -14,6 +14,7 @@ use crate::prompts::PromptSet;
 use crate::vision::encoder::EncoderOptions;
 use crate::vision::select::load_embedder;
 
+/// Runs `embed-prompts`: embeds, calibrates and writes the bank.
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
     let bundle = Bundle::load(&args.model)?;
     let set = PromptSet::load(&args.prompts)?;
@@ -63,7 +64,11 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
         } else {
             "no calibration photo shows it".to_string()
         };
-        let validated = if s.validated { "validated" } else { "NOT validated (silent by default)" };
+        let validated = if s.validated {
+            "validated"
+        } else {
+            "NOT validated (silent by default)"
+        };
         log::info!(
             "{:<28} threshold {:.4} (negatives {:.4} ± {:.4}, {} above); {hits}; {validated}",
             p.label,

@@ -68,15 +68,23 @@ fn rate(r: &Rate) -> String {
 pub fn to_text(r: &Report, per_photo: bool) -> String {
     let mut out = String::new();
     let how = match r.folds {
-        Some(k) => format!("{k}-fold cross-validated: each fold scored by banks recalibrated on the others"),
+        Some(k) => format!(
+            "{k}-fold cross-validated: each fold scored by banks recalibrated on the others"
+        ),
         None => "the banks' own calibration (in-sample if these are its photos)".into(),
     };
     out += &format!("{} photos; {how}\n", r.photos);
     out += &format!("precision of what was said   {}\n", rate(&r.precision));
     out += &format!("  said, not checkable here   {}\n", r.unchecked);
     out += &format!("recall of labelled objects   {}\n", rate(&r.label_recall));
-    out += &format!("dominant-object recall       {}\n", rate(&r.dominant_recall));
-    out += &format!("  where a label covers it    {}\n", rate(&r.dominant_recall_covered));
+    out += &format!(
+        "dominant-object recall       {}\n",
+        rate(&r.dominant_recall)
+    );
+    out += &format!(
+        "  where a label covers it    {}\n",
+        rate(&r.dominant_recall_covered)
+    );
     out += &format!(
         "hazard alarms                {} confirmed, {} unconfirmed on {} ordinary photos ({:.1} per 100)\n",
         r.hazard_alarms_confirmed, r.hazard_alarms_unconfirmed, r.ordinary_photos, r.unconfirmed_per_100
@@ -96,7 +104,11 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
             l.correct,
             l.wrong,
             l.missed,
-            if l.dominant.total > 0 { rate(&l.dominant) } else { "-".into() },
+            if l.dominant.total > 0 {
+                rate(&l.dominant)
+            } else {
+                "-".into()
+            },
         );
     }
     if per_photo {

@@ -14,7 +14,7 @@ use crate::capture::{FolderSource, FrameSource, SourceSpec};
 use crate::cli::args::RunArgs;
 use crate::cli::config::{RunConfig, RuntimeConfig};
 use crate::controls::Controls;
-use crate::decide::LabelInfo;
+use crate::decide::{LabelInfo, Unvalidated};
 use crate::home::observer::HomeObserver;
 use crate::model::Bundle;
 use crate::pipeline::notify;
@@ -24,6 +24,7 @@ use crate::speech::{speaker_chain, SpeechThread};
 use crate::types::Control;
 use crate::vision::select::load_embedder;
 
+/// Runs the live pipeline until the source ends or a stop is asked.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let file = match &args.config {
@@ -39,6 +40,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|b| Bank::load_for(b, &identity))
         .collect::<Result<Vec<_>, _>>()?;
+    log_unvalidated(&banks, config.pipeline.decision.unvalidated);
     let embedder = load_embedder(&bundle, &config.encoder)?;
     log::info!(
         "model {identity} ready ({} on {}) in {:.2?}",
@@ -115,6 +117,34 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&stats)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lists the labels calibration could not validate, and what the run does with them.
+fn log_unvalidated(banks: &[Bank], policy: Unvalidated) {
+    let labels: Vec<String> = banks
+        .iter()
+        .flat_map(|b| b.entries.iter())
+        .filter(|e| !e.calibration.validated)
+        .map(|e| {
+            format!(
+                "{} ({} calibration photos show it)",
+                e.label, e.calibration.positives
+            )
+        })
+        .collect();
+    if labels.is_empty() {
+        return;
+    }
+    let what = match policy {
+        Unvalidated::Silent => "will not be said",
+        Unvalidated::Hedged => "will be said as a guess (\"Possibly …\")",
+        Unvalidated::Speak => "will be said although unvalidated",
+    };
+    log::warn!(
+        "{} labels are not validated and {what} (decision.unvalidated): {}",
+        labels.len(),
+        labels.join(", ")
+    );
 }
 
 /// Builds the frame source the config names.

@@ -46,6 +46,7 @@ pub struct Observation<'a> {
     pub t: f64,
     /// The frame was too dark to judge: the scores below are stale, not evidence.
     pub dark: bool,
+    /// The labels, in bank order.
     pub labels: &'a [LabelInfo],
     /// Smoothed calibrated scores (z), one per label.
     pub smoothed: &'a [f32],
@@ -55,6 +56,7 @@ pub struct Observation<'a> {
 
 /// Something that watches the decisions and may speak: the home monitor.
 pub trait Observer: Send {
+    /// One frame's decisions; returns what to say.
     fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance>;
     /// A command; returns what to say. Commands it does not handle return nothing.
     fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
@@ -66,11 +68,15 @@ pub trait Observer: Send {
     fn finish(self: Box<Self>) {}
 }
 
+/// The pipeline's settings (the `run` config's stage sections).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// Smoothing, dwell, cooldowns and verbosity (`[decision]`).
     pub decision: DecisionConfig,
+    /// The change gate (`[gate]`).
     pub gate: GateConfig,
+    /// The darkness check (`[dark]`).
     pub dark: DarkConfig,
     /// No frame for this many seconds means the camera is lost.
     pub stall_s: f64,
@@ -93,14 +99,23 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Why a run cannot start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The frame source cannot go on (a camera that cannot be opened).
     #[error("the frame source failed: {0}")]
     Source(String),
+    /// A pipeline thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error("the banks hold {banks}-dimensional embeddings but the encoder makes {encoder}")]
-    Dimension { banks: usize, encoder: usize },
+    /// The banks were made for embeddings of another size.
+    Dimension {
+        /// The banks' embedding size.
+        banks: usize,
+        /// The encoder's.
+        encoder: usize,
+    },
 }
 
 /// What the capture thread says besides frames.
@@ -209,6 +224,7 @@ struct RunState {
 }
 
 impl Pipeline {
+    /// A pipeline over `banks` with `embedder`; `observer` (the home monitor) sees every frame's decisions.
     pub fn new(
         config: PipelineConfig,
         embedder: ImageEmbedder,
@@ -275,7 +291,10 @@ impl Pipeline {
             let _ = speech.send_timeout(SpeechCommand::Say(u), POLL);
         };
         say(Utterance::status("Ready.", 0.0));
-        let capture = spawn_capture(source, stop.clone())?;
+        // The capture thread has its own flag: the caller's `stop` says only whether a stop
+        // was asked (so a folder that ran out still has its queued speech said).
+        let capture_stop = Arc::new(AtomicBool::new(false));
+        let capture = spawn_capture(source, capture_stop.clone())?;
         let mut next_stats = self.config.stats_interval_s;
         let mut fatal = None;
         let mut ended = false;
@@ -314,6 +333,7 @@ impl Pipeline {
                 recv(controls) -> msg => {
                     if let Ok(c) = msg {
                         if c == Control::Quit {
+                            stop.store(true, Ordering::Relaxed);
                             break;
                         }
                         self.control(&mut st, c, speech, &say);
@@ -349,7 +369,7 @@ impl Pipeline {
                 on_stats(&stats);
             }
         }
-        stop.store(true, Ordering::Relaxed);
+        capture_stop.store(true, Ordering::Relaxed);
         // The capture thread notices the flag within one frame; don't wait on a stuck device.
         let deadline = Instant::now() + Duration::from_secs(1);
         while !capture.handle.is_finished() && Instant::now() < deadline {
@@ -449,6 +469,8 @@ impl Pipeline {
             for u in out {
                 if u.kind == Kind::Hazard {
                     log::warn!("hazard: {}", u.text);
+                } else {
+                    log::debug!("to speech at {t:.2} s: {}", u.text);
                 }
                 say(u);
             }

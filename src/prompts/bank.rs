@@ -25,23 +25,37 @@ pub const BANK_FORMAT_V1: &str = "clipsight-bank/1";
 /// dimension 1024 is 40 MB).
 pub const MAX_BANK_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Why a bank cannot be read, written or used.
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
+    /// The file cannot be read or written.
     #[error("{path}: cannot read")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a bank, or a broken one.
     #[error("{path}: not a clipsight prompt bank: {message}")]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The bank was made with another model than the one loaded.
     #[error(
         "{path}: this bank was made with model {bank}, but the loaded model is {model}; \
          re-embed the prompts with `clipsight embed-prompts --model <this model>`"
     )]
     ModelMismatch {
+        /// The bank file.
         path: PathBuf,
+        /// The model it was made with.
         bank: ModelIdentity,
+        /// The model loaded.
         model: ModelIdentity,
     },
 }
@@ -49,9 +63,13 @@ pub enum BankError {
 /// One label of a bank.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BankEntry {
+    /// The label.
     pub label: String,
+    /// What kind of thing it is.
     pub category: Category,
+    /// Its urgency among labels of the same kind (0–255).
     pub priority: u8,
+    /// The sentence spoken when it comes into view.
     pub say: String,
     /// The cosine above which the label counts as present.
     pub threshold: f32,
@@ -115,10 +133,13 @@ impl BankEntry {
 /// A loaded bank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bank {
+    /// The prompt set's name.
     pub name: String,
+    /// The model the bank was made with; a bank is refused by another.
     pub model: ModelIdentity,
     /// How the thresholds were calibrated (free text, for people).
     pub calibration: String,
+    /// Its labels, in order.
     pub entries: Vec<BankEntry>,
     dim: usize,
     embeddings: Vec<f32>,
@@ -201,14 +222,17 @@ impl Bank {
         self.vocabulary.as_deref()
     }
 
+    /// The number of labels.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether it has no labels (never true for a loaded bank).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The embedding size.
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -16,22 +16,31 @@ use crate::prompts::{PromptSet, DEFAULT_TEMPLATES};
 use crate::vision::encoder::EncodeError;
 use crate::vision::{EmbedError, ImageEmbedder};
 
+/// Why a bank cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The text or image tower failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A calibration photo cannot be decoded.
     #[error("calibration photo: {0}")]
     Decode(#[from] DecodeError),
+    /// A calibration photo cannot be embedded.
     #[error("calibration photo {path}: {source}")]
     Embed {
+        /// The photo.
         path: String,
+        /// Why.
         #[source]
         source: EmbedError,
     },
+    /// The calibration photos cannot calibrate a label.
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
+    /// The result is not a valid bank.
     #[error("cannot build the bank: {0}")]
     Bank(String),
+    /// The vocabulary file cannot be read or is empty.
     #[error("vocabulary: {0}")]
     Vocabulary(String),
 }

@@ -32,16 +32,26 @@ pub const MAX_PROMPTS: usize = 10_000;
 /// Upper bound on the templates of one entry.
 pub const MAX_TEMPLATES: usize = 256;
 
+/// Why a prompt set cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PromptSetError {
+    /// The file cannot be read.
     #[error("{path}: cannot read")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// The file is not a valid prompt set.
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +84,9 @@ struct RawPrompt {
 /// One label to look for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
+    /// The label.
     pub label: String,
+    /// What kind of thing it is.
     pub category: Category,
     /// Higher is more urgent.
     pub priority: u8,
@@ -89,7 +101,9 @@ pub struct Prompt {
 /// A validated prompt set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptSet {
+    /// The set's name (its `name` key, or the file name).
     pub name: String,
+    /// Its labels, in file order.
     pub prompts: Vec<Prompt>,
 }
 
@@ -116,6 +130,7 @@ fn expand(template: &str, label: &str) -> String {
 }
 
 impl PromptSet {
+    /// Reads and checks a prompt set file.
     pub fn load(path: &Path) -> Result<Self, PromptSetError> {
         let text = std::fs::read_to_string(path).map_err(|source| PromptSetError::Io {
             path: path.to_path_buf(),

@@ -30,11 +30,14 @@ pub struct TractTextEncoder {
 /// Token ids and attention mask of one prompt, padded to the context length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
+    /// Token ids, padded with the pad id to the context length.
     pub ids: Vec<i64>,
+    /// 1 for a real token, 0 for padding.
     pub mask: Vec<i64>,
 }
 
 impl TractTextEncoder {
+    /// Loads a bundle's text tower and tokenizer.
     pub fn load(bundle: &Bundle) -> Result<Self, EncodeError> {
         let start = Instant::now();
         let m = &bundle.manifest;
@@ -84,10 +87,12 @@ impl TractTextEncoder {
         })
     }
 
+    /// The embedding size.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// How long loading and optimizing took.
     pub fn load_time(&self) -> Duration {
         self.load_time
     }

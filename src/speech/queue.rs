@@ -161,7 +161,7 @@ pub struct SpeechThread {
 }
 
 impl SpeechThread {
-    /// Starts the thread with a speaker chain (see [`speaker_chain`]).
+    /// Starts the thread with a speaker chain (see [`speaker_chain`](super::speaker_chain)).
     pub fn spawn(chain: Vec<Box<dyn Speaker>>, voice: &VoiceConfig) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(64);
         let mut state = SpeechLoop {

@@ -1,0 +1,272 @@
+//! Precision-first announcements: what `classify --json` says a still photo would make the
+//! device say is what `run` says on it; unvalidated labels stay silent by default; the banks
+//! in `prompts/banks/` are what `prompts/make-banks.sh` writes.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn bank(name: &str) -> PathBuf {
+    root()
+        .join("prompts/banks")
+        .join(format!("{name}.safetensors"))
+}
+
+fn said_by_classify(photo: &PathBuf, banks: &[&str]) -> Vec<Value> {
+    let mut cmd = bin();
+    cmd.args(["classify", "--json", "--top", "1", "--model"])
+        .arg(root().join("models/default"));
+    for b in banks {
+        cmd.arg("--bank").arg(bank(b));
+    }
+    let out = cmd.arg(photo).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    line["said"].as_array().unwrap().clone()
+}
+
+/// The sentences `run` speaks on a folder holding `photo` repeated, with the wav speaker.
+fn said_by_run(photo: &PathBuf, banks: &[&str], extra: &[&str]) -> Vec<String> {
+    let frames = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        std::fs::copy(photo, frames.path().join(format!("{i:02}.jpg"))).unwrap();
+    }
+    let speech = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args(["run", "--model"])
+        .arg(root().join("models/default"));
+    for b in banks {
+        cmd.arg("--bank").arg(bank(b));
+    }
+    let out = cmd
+        .arg("--source")
+        .arg(frames.path())
+        .args(["--fps", "4", "--speaker", "wav", "--speech-dir"])
+        .arg(speech.path())
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(speech.path().join("transcript.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["priority"] != "status")
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `said` of `classify --json` and the transcript of `run` on the same still photo agree:
+/// the same sentences in the same order (hazards first).
+#[test]
+fn classify_said_agrees_with_run_on_a_still_scene() {
+    let banks = ["objects", "hazards"];
+    let mut spoke_something = false;
+    for photo in ["bus.jpg", "dog.jpg"] {
+        let photo = fixtures().join("photos").join(photo);
+        let said = said_by_classify(&photo, &banks);
+        let expected: Vec<String> = {
+            // Hazards are separate sentences; objects entering together are one sentence.
+            let (hazards, others): (Vec<&Value>, Vec<&Value>) =
+                said.iter().partition(|s| s["category"] == "hazard");
+            let mut v: Vec<String> = hazards
+                .iter()
+                .map(|s| s["sentence"].as_str().unwrap().to_string())
+                .collect();
+            if !others.is_empty() {
+                v.push(
+                    others
+                        .iter()
+                        .map(|s| s["sentence"].as_str().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+            v
+        };
+        let spoken = said_by_run(&photo, &banks, &[]);
+        assert_eq!(
+            spoken,
+            expected,
+            "{}: classify said {said:?}",
+            photo.display()
+        );
+        for s in &said {
+            let category = s["category"].as_str().unwrap();
+            assert!(["object", "hazard", "person"].contains(&category), "{s}");
+            assert!(!s["label"].as_str().unwrap().is_empty());
+        }
+        spoke_something |= !spoken.is_empty();
+    }
+    assert!(
+        spoke_something,
+        "neither photo made the device say anything"
+    );
+}
+
+/// A bank whose hazard no calibration photo shows: with the default config the hazard is
+/// never said, however high it scores; with `decision.unvalidated = "hedged"` it is said as a
+/// guess.
+#[test]
+fn an_unvalidated_hazard_is_silent_by_default_and_hedged_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    // "a bus on fire" scores high on a bus photo; no calibration photo is labelled with it.
+    std::fs::write(
+        dir.path().join("set.toml"),
+        "name = \"unvalidated\"\n[[prompt]]\nlabel = \"bus on fire\"\ncategory = \"hazard\"\nsay = \"Caution: fire.\"\ntemplates = [\"a photo of a bus.\", \"a bus on the street.\"]\n",
+    )
+    .unwrap();
+    // Calibrated on photos without vehicles: no calibration photo shows the label (it is not
+    // validated), and its threshold sits above every one of them, below a bus.
+    let calibration = dir.path().join("calibration");
+    std::fs::create_dir(&calibration).unwrap();
+    let vehicles = ["bus", "car", "truck", "train", "motorcycle", "bicycle"];
+    let labels = std::fs::read_to_string(root().join("prompts/calibration/labels.tsv")).unwrap();
+    let mut kept = String::new();
+    for line in labels.lines().filter(|l| !l.starts_with('#')) {
+        let (file, names) = line.split_once('\t').unwrap_or((line, ""));
+        if names.split(',').any(|n| vehicles.contains(&n)) || kept.lines().count() >= 40 {
+            continue;
+        }
+        std::fs::copy(
+            root().join("prompts/calibration").join(file),
+            calibration.join(file),
+        )
+        .unwrap();
+        kept += &format!("{line}\n");
+    }
+    std::fs::write(calibration.join("labels.tsv"), kept).unwrap();
+    let out_bank = dir.path().join("unvalidated.safetensors");
+    let out = bin()
+        .args(["embed-prompts", "--model"])
+        .arg(root().join("models/default"))
+        .arg("--prompts")
+        .arg(dir.path().join("set.toml"))
+        .arg("--calibration")
+        .arg(&calibration)
+        .arg("-o")
+        .arg(&out_bank)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        std::fs::copy(
+            fixtures().join("photos/bus.jpg"),
+            frames.path().join(format!("{i:02}.jpg")),
+        )
+        .unwrap();
+    }
+    let spoken = |config: Option<&str>| {
+        let speech = tempfile::tempdir().unwrap();
+        let mut cmd = bin();
+        if let Some(text) = config {
+            let c = dir.path().join("c.toml");
+            std::fs::write(&c, text).unwrap();
+            cmd.arg("run").arg("--config").arg(&c);
+        } else {
+            cmd.arg("run");
+        }
+        let out = cmd
+            .arg("--model")
+            .arg(root().join("models/default"))
+            .arg("--bank")
+            .arg(&out_bank)
+            .arg("--source")
+            .arg(frames.path())
+            .args(["--fps", "4", "--speaker", "wav", "--speech-dir"])
+            .arg(speech.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(speech.path().join("transcript.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["priority"] != "status")
+            .map(|l| l["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // The label is not validated: nothing shows "bus on fire" in the calibration photos.
+    let loaded = clipsight::prompts::bank::Bank::load(&out_bank).unwrap();
+    assert!(!loaded.entries[0].calibration.validated);
+    assert_eq!(loaded.entries[0].calibration.positives, 0);
+    assert_eq!(spoken(None), Vec::<String>::new());
+    assert_eq!(
+        spoken(Some("[decision]\nunvalidated = \"hedged\"\n")),
+        vec!["Possibly bus on fire.".to_string()]
+    );
+}
+
+/// The committed banks are what `prompts/make-banks.sh` writes: the same labels, thresholds
+/// (to float precision) and validated flags, rebuilt here with `embed-prompts` (without the
+/// gate vocabulary, which takes a minute per bank to embed and does not change the
+/// calibration; the committed banks must carry one).
+#[test]
+fn the_committed_banks_match_what_make_banks_writes() {
+    let script = std::fs::read_to_string(root().join("prompts/make-banks.sh")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for set in ["objects", "hazards", "home", "coco80"] {
+        assert!(script.contains(set), "make-banks.sh does not build {set}");
+        let out = dir.path().join(format!("{set}.safetensors"));
+        let status = bin()
+            .args(["embed-prompts", "--model"])
+            .arg(root().join("models/default"))
+            .arg("--prompts")
+            .arg(root().join(format!("prompts/{set}.toml")))
+            .args([
+                "--calibration",
+                "prompts/calibration",
+                "--vocabulary",
+                "prompts/vocabulary.txt",
+                "-o",
+            ])
+            .arg(&out)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let (fresh, committed) = (
+            clipsight::prompts::bank::Bank::load(&out).unwrap(),
+            clipsight::prompts::bank::Bank::load(&bank(set)).unwrap(),
+        );
+        assert_eq!(fresh.entries.len(), committed.entries.len(), "{set}");
+        for (a, b) in fresh.entries.iter().zip(&committed.entries) {
+            assert_eq!(a.label, b.label, "{set}");
+            assert_eq!(a.calibration, b.calibration, "{set}: {}", a.label);
+            assert!(
+                (a.threshold - b.threshold).abs() < 1e-4,
+                "{set}: {} threshold {} vs committed {}",
+                a.label,
+                a.threshold,
+                b.threshold
+            );
+        }
+        assert_eq!(
+            fresh.vocabulary().map(<[f32]>::len),
+            committed.vocabulary().map(<[f32]>::len)
+        );
+    }
+}
