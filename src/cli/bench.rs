@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::capture::{image_files, CaptureError, FolderSource};
+use crate::matching::Matcher;
 use crate::model::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
 use crate::pipeline::metrics::{Latency, Percentiles};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
@@ -34,6 +35,7 @@ use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
 use crate::types::Category;
 use crate::types::Control;
 use crate::types::RgbView;
+use crate::types::Scores;
 use crate::vision::encoder::{EncodeError, EncoderOptions, ImageGraph};
 use crate::vision::gate::{DarkConfig, GateConfig};
 use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
@@ -512,8 +514,9 @@ pub fn run(
         loaded_banks
     };
     let mut embedder = ImageEmbedder::new(resolved.spec.clone(), encoder)?;
-    let mut cos: Vec<Vec<f32>> = banks.iter().map(|b| vec![0.0; b.len()]).collect();
-    let mut ref_cos: Vec<Vec<f32>> = cos.clone();
+    // The match stage as every command runs it: all banks, calibrated scores, precision checks.
+    let mut matcher = Matcher::new(banks);
+    let (mut scores, mut ref_scores) = (Scores::default(), Scores::default());
 
     // 3. Accuracy over every photo (with a reference), which also warms up; else `warmup`
     //    untimed frames.
@@ -537,9 +540,13 @@ pub fn run(
         if let Some(Some(r)) = reference_embeddings.get(i) {
             cosines.push(f64::from(dot(e, r)));
             if !spec.banks.is_empty() {
-                for ((bank, c), rc) in banks.iter().zip(&mut cos).zip(&mut ref_cos) {
-                    bank.cosines(e, c);
-                    bank.cosines(r, rc);
+                matcher.score(e, &mut scores);
+                matcher.score(r, &mut ref_scores);
+                let mut at = 0;
+                for bank in matcher.banks() {
+                    let range = at..at + bank.len();
+                    at += bank.len();
+                    let (c, rc) = (&scores.cosine[range.clone()], &ref_scores.cosine[range]);
                     compared += 1;
                     agree += usize::from(argmax(c) == argmax(rc));
                 }
@@ -571,10 +578,8 @@ pub fn run(
         t_decode.record(t0.elapsed());
         let e = embedder.embed((&img).into())?;
         let tm = Instant::now();
-        for (bank, c) in banks.iter().zip(&mut cos) {
-            bank.cosines(e, c);
-            std::hint::black_box(argmax(c));
-        }
+        matcher.score(e, &mut scores);
+        std::hint::black_box(argmax(&scores.z));
         t_match.record(tm.elapsed());
         let times = embedder.last_times();
         t_pre.record(times.preprocess);
@@ -595,7 +600,7 @@ pub fn run(
             let fps = fps.unwrap_or(REPLAY_OVERSPEED * encoder_fps);
             Some(replay(
                 embedder,
-                banks,
+                matcher.banks().to_vec(),
                 &spec.photos,
                 fps,
                 limits,
