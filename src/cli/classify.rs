@@ -8,25 +8,15 @@ use anyhow::Result;
 
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::ClassifyArgs;
-use crate::cli::encoder_options;
+use crate::cli::{encoder_options, load_model};
 use crate::decide::{still_scene, DecisionConfig};
 use crate::matching::{rank, Matcher};
-use crate::model::Bundle;
-use crate::prompts::bank::Bank;
 use crate::types::Scores;
-use crate::vision::select::load_embedder;
 
 /// Runs `classify` on the images the arguments name.
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
-    let options = encoder_options(&args.encoder);
-    crate::vision::encoder::check_device(options.device)?;
-    let bundle = Bundle::load(&args.model)?;
-    let banks = args
-        .banks
-        .iter()
-        .map(|b| Bank::load_for(b, &bundle.identity()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut embedder = load_embedder(&bundle, &options)?;
+    let (bundle, banks, mut embedder) =
+        load_model(&args.model, &args.banks, &encoder_options(&args.encoder))?;
     let mut matcher = Matcher::new(banks);
     let labels = matcher.labels();
     let decision = DecisionConfig::default();

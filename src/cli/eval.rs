@@ -7,26 +7,16 @@ use anyhow::Result;
 
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::EvalArgs;
-use crate::cli::{encoder_options, progress_bar};
+use crate::cli::{encoder_options, load_model, progress_bar};
 use crate::decide::DecisionConfig;
 use crate::eval::{evaluate, read_photos, Rate, Report};
-use crate::model::Bundle;
-use crate::prompts::bank::Bank;
 use crate::prompts::calibrate::PrecisionRule;
-use crate::vision::select::load_embedder;
 
 /// Runs the evaluation and prints it.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    let options = encoder_options(&args.encoder);
-    crate::vision::encoder::check_device(options.device)?;
-    let bundle = Bundle::load(&args.model)?;
-    let banks = args
-        .banks
-        .iter()
-        .map(|b| Bank::load_for(b, &bundle.identity()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (_, banks, mut embedder) =
+        load_model(&args.model, &args.banks, &encoder_options(&args.encoder))?;
     let photos = read_photos(&args.labels)?;
-    let mut embedder = load_embedder(&bundle, &options)?;
     let bar = progress_bar(photos.len(), "photos");
     let mut embeddings = Vec::with_capacity(photos.len());
     for (i, p) in photos.iter().enumerate() {

@@ -17,7 +17,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub use args::{Cli, Command};
 
+use crate::model::Bundle;
+use crate::prompts::bank::Bank;
 use crate::vision::encoder::EncoderOptions;
+use crate::vision::ImageEmbedder;
 
 /// Runs one subcommand.
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -50,6 +53,23 @@ pub fn encoder_options(e: &args::EncoderArgs) -> EncoderOptions {
         threads: e.threads.unwrap_or(base.threads).max(1),
         ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
     }
+}
+
+/// What every image command loads: the bundle, its banks (each checked against the model),
+/// and the image embedder on the runtime `options` name.
+pub fn load_model(
+    model: &std::path::Path,
+    banks: &[PathBuf],
+    options: &EncoderOptions,
+) -> anyhow::Result<(Bundle, Vec<Bank>, ImageEmbedder)> {
+    crate::vision::encoder::check_device(options.device)?;
+    let bundle = Bundle::load(model)?;
+    let banks = banks
+        .iter()
+        .map(|b| Bank::load_for(b, &bundle.identity()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let embedder = crate::vision::select::load_embedder(&bundle, options)?;
+    Ok((bundle, banks, embedder))
 }
 
 /// A progress bar for a long job (on stderr; hidden when it is not a terminal).

@@ -13,16 +13,15 @@ use crate::capture::decode::DecodeLimits;
 use crate::capture::{FolderSource, FrameSource, SourceSpec};
 use crate::cli::args::RunArgs;
 use crate::cli::config::{RunConfig, RuntimeConfig};
+use crate::cli::load_model;
 use crate::controls::Controls;
 use crate::decide::{LabelInfo, Unvalidated};
 use crate::home::observer::HomeObserver;
-use crate::model::Bundle;
 use crate::pipeline::notify;
 use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
 use crate::types::Control;
-use crate::vision::select::load_embedder;
 
 /// Runs the live pipeline until the source ends or a stop is asked.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -32,16 +31,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => RunConfig::default(),
     };
     let config = file.apply(args)?;
-    crate::vision::encoder::check_device(config.encoder.device)?;
-    let bundle = Bundle::load(&config.model)?;
+    let (bundle, banks, embedder) = load_model(&config.model, &config.banks, &config.encoder)?;
     let identity = bundle.identity();
-    let banks = config
-        .banks
-        .iter()
-        .map(|b| Bank::load_for(b, &identity))
-        .collect::<Result<Vec<_>, _>>()?;
     log_unvalidated(&banks, config.pipeline.decision.unvalidated);
-    let embedder = load_embedder(&bundle, &config.encoder)?;
     log::info!(
         "model {identity} ready ({} on {}) in {:.2?}",
         config.encoder.backend.as_str(),
