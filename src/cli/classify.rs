@@ -1,5 +1,7 @@
 //! `clipsight classify`: ranks the banks' labels for each image, one line per image.
 //! A bad file is reported (naming it) and the others are still classified; exit 1 then.
+//! With `--person-model`, each line also carries the people in view and the pose-only
+//! `fallen` flag ([`crate::vision::pose`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +16,72 @@ use crate::matching::{rank, Matcher};
 use crate::model::Bundle;
 use crate::prompts::bank::Bank;
 use crate::types::Scores;
+use crate::vision::pose::{People, PersonBundle, PoseEstimator};
 use crate::vision::select::load_embedder;
+
+/// What the pose stage adds to an image's line.
+struct PoseLine {
+    /// The present people, for the JSON line.
+    people: serde_json::Value,
+    /// Pose only: someone lies as after a fall.
+    fallen: bool,
+    /// The same, for the text line.
+    text: String,
+}
+
+/// Rounds to `step` for short JSON numbers (pixels to 0.1, scores to 0.001).
+fn round(v: f32, step: f64) -> f64 {
+    (f64::from(v) / step).round() * step
+}
+
+fn pose_line(people: &People) -> PoseLine {
+    let present: Vec<_> = people.present().collect();
+    let json = present
+        .iter()
+        .map(|p| {
+            let keypoints: Vec<[f64; 3]> = p
+                .keypoints()
+                .iter()
+                .map(|k| [round(k.x, 0.1), round(k.y, 0.1), round(k.score, 0.001)])
+                .collect();
+            serde_json::json!({
+                "box": p.bbox.map(|v| round(v, 0.1)),
+                "score": round(p.score, 0.001),
+                "posture": p.posture,
+                "direction": p.direction,
+                "keypoints": keypoints,
+            })
+        })
+        .collect();
+    let described: Vec<String> = present
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {:.2}",
+                p.posture.as_str(),
+                p.direction.as_str(),
+                p.score
+            )
+        })
+        .collect();
+    // The image-context veto (models/person/README.md, step 11) plugs in here: with the
+    // bank's "bed"/"sofa"/"floor" cosines, margin = max(bed, sofa) − floor, and
+    // `fallen = people.fallen() && !pose::furniture_veto(margin, manifest)`. Pose only for now.
+    let fallen = people.fallen();
+    PoseLine {
+        people: serde_json::Value::Array(json),
+        fallen,
+        text: format!(
+            "people: {}{}",
+            if described.is_empty() {
+                "none".to_string()
+            } else {
+                described.join(", ")
+            },
+            if fallen { "; FALLEN" } else { "" }
+        ),
+    }
+}
 
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
@@ -26,6 +93,13 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
         .map(|b| Bank::load_for(b, &bundle.identity()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut embedder = load_embedder(&bundle, &options)?;
+    let mut pose = match &args.person_model {
+        Some(dir) => Some(PoseEstimator::load(
+            &PersonBundle::load(dir)?,
+            options.threads,
+        )?),
+        None => None,
+    };
     let mut matcher = Matcher::new(banks);
     let labels = matcher.labels();
     let decision = DecisionConfig::default();
@@ -38,9 +112,16 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     for path in &args.images {
         let result = decode_file(path, limits)
             .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(embedder.embed((&img).into())?.to_vec()));
-        let embedding = match result {
-            Ok(embedding) => embedding,
+            .and_then(|img| {
+                let embedding = embedder.embed((&img).into())?.to_vec();
+                let people = match pose.as_mut() {
+                    Some(pose) => Some(pose_line(pose.estimate((&img).into())?)),
+                    None => None,
+                };
+                Ok((embedding, people))
+            });
+        let (embedding, people) = match result {
+            Ok(found) => found,
             Err(e) => {
                 failed += 1;
                 let message = format!("{e:#}");
@@ -87,10 +168,16 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 })
                 .collect();
             let mut line = serde_json::json!({"image": path, "labels": ranked, "said": said});
+            if let Some(p) = &people {
+                line["people"] = p.people.clone();
+                line["fallen"] = serde_json::json!(p.fallen);
+            }
             if args.embeddings {
                 line["embedding"] = serde_json::json!(embedding);
             }
             writeln!(out, "{line}")?;
+        } else if let Some(p) = &people {
+            writeln!(out, "{}: {}; {}", path.display(), text.join(", "), p.text)?;
         } else {
             writeln!(out, "{}: {}", path.display(), text.join(", "))?;
         }

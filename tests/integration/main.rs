@@ -8,5 +8,6 @@ mod faults;
 mod live;
 mod ort;
 mod parity;
+mod pose;
 mod privacy;
 mod speechd;

@@ -2,9 +2,10 @@
 //! map the levels to the input's element type, into a caller-owned tensor buffer.
 //!
 //! The scaling reproduces Pillow's `Image.resize` (its antialiased bilinear or bicubic filter,
-//! the same 22-bit fixed-point coefficients, horizontal pass first, rounding to u8 between the
-//! passes), which is what `models/person_eval.py` runs, so on the same decoded pixels the
-//! square is PIL's to the level. The geometry follows the model card: `s = size / max(w, h)`,
+//! the same 22-bit fixed-point coefficients, rounding to u8 between the two passes, and
+//! Pillow 13's pass order: vertical first when the height shrinks by more than twice as many
+//! pixels as the width, else horizontal first), which is what `models/person_eval.py` runs with
+//! the pinned Pillow, so on the same decoded pixels the square is PIL's to the level. The geometry follows the model card: `s = size / max(w, h)`,
 //! `nw = round(w·s)`, `nh = round(h·s)` (half to even, as Python rounds),
 //! `px = (size − nw) div 2`, `py = (size − nh) div 2`. Coefficients are cached per input size
 //! and every buffer is reused, so a camera's steady stream allocates nothing here.
@@ -163,6 +164,40 @@ struct Plan {
     geometry: Geometry,
     horizontal: Option<Taps>,
     vertical: Option<Taps>,
+    /// Pillow 13: `(h − nh) > 0 && (h − nh) > 2·(w − nw)` runs the vertical pass first.
+    vertical_first: bool,
+}
+
+/// One output row of the horizontal pass: `line` (RGB8) through `taps` into `out`.
+#[inline]
+fn horizontal_row(taps: &Taps, line: &[u8], out: &mut [u8]) {
+    for (x, px) in out.chunks_exact_mut(3).enumerate() {
+        let (first, k) = taps.taps(x);
+        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+        for (i, &wgt) in k.iter().enumerate() {
+            let p = (first + i) * 3;
+            acc[0] += i32::from(line[p]) * wgt;
+            acc[1] += i32::from(line[p + 1]) * wgt;
+            acc[2] += i32::from(line[p + 2]) * wgt;
+        }
+        px[0] = clip8(acc[0]);
+        px[1] = clip8(acc[1]);
+        px[2] = clip8(acc[2]);
+    }
+}
+
+/// Output row `y` of the vertical pass over `src` (rows of `out.len()` bytes).
+#[inline]
+fn vertical_row(taps: &Taps, y: usize, src: &[u8], out: &mut [u8]) {
+    let stride = out.len();
+    let (first, k) = taps.taps(y);
+    for (x, o) in out.iter_mut().enumerate() {
+        let mut acc = 1i32 << (PRECISION_BITS - 1);
+        for (i, &wgt) in k.iter().enumerate() {
+            acc += i32::from(src[(first + i) * stride + x]) * wgt;
+        }
+        *o = clip8(acc);
+    }
 }
 
 /// Letterboxes frames into the square RGB8 canvas and converts it to the input tensor,
@@ -248,10 +283,13 @@ impl Letterbox {
             != Some((src.width, src.height));
         if stale {
             let g = Geometry::new(src.width, src.height, self.size);
+            let shrink_y = h as i64 - g.nh as i64;
+            let shrink_x = w as i64 - g.nw as i64;
             self.plan = Some(Plan {
                 geometry: g,
                 horizontal: (g.nw != w).then(|| Taps::new(w, g.nw, self.interpolation)),
                 vertical: (g.nh != h).then(|| Taps::new(h, g.nh, self.interpolation)),
+                vertical_first: shrink_y > 0 && shrink_y > 2 * shrink_x,
             });
         }
         let Some(plan) = self.plan.as_ref() else {
@@ -263,48 +301,45 @@ impl Letterbox {
         let g = plan.geometry;
         let (n, nw, nh) = (self.size, g.nw, g.nh);
         self.canvas.fill(self.pad);
-        // Horizontal pass: every source row, w → nw columns, into tmp (or the source as is).
-        let rows: &[u8] = match &plan.horizontal {
-            Some(hz) => {
-                self.tmp.resize(h * nw * 3, 0);
-                for y in 0..h {
-                    let line = &src.pixels[y * w * 3..(y + 1) * w * 3];
-                    let out = &mut self.tmp[y * nw * 3..(y + 1) * nw * 3];
-                    for x in 0..nw {
-                        let (first, k) = hz.taps(x);
-                        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                        for (i, &wgt) in k.iter().enumerate() {
-                            let p = (first + i) * 3;
-                            acc[0] += i32::from(line[p]) * wgt;
-                            acc[1] += i32::from(line[p + 1]) * wgt;
-                            acc[2] += i32::from(line[p + 2]) * wgt;
-                        }
-                        out[x * 3] = clip8(acc[0]);
-                        out[x * 3 + 1] = clip8(acc[1]);
-                        out[x * 3 + 2] = clip8(acc[2]);
+        let row = nw * 3;
+        let canvas_row = |y: usize| ((g.py + y) * n + g.px) * 3;
+        match (&plan.horizontal, &plan.vertical) {
+            (hz, Some(vt)) if plan.vertical_first => {
+                // h → nh rows of w pixels into tmp, then w → nw columns onto the canvas.
+                let (src_row, tmp) = (w * 3, &mut self.tmp);
+                tmp.resize(nh * src_row, 0);
+                for (y, out) in tmp.chunks_exact_mut(src_row).enumerate() {
+                    vertical_row(vt, y, src.pixels, out);
+                }
+                for (y, line) in tmp.chunks_exact(src_row).enumerate() {
+                    let out = &mut self.canvas[canvas_row(y)..canvas_row(y) + row];
+                    match hz {
+                        Some(hz) => horizontal_row(hz, line, out),
+                        None => out.copy_from_slice(line),
                     }
                 }
-                &self.tmp
             }
-            None => src.pixels,
-        };
-        // Vertical pass: h → nh rows, onto the canvas at (px, py).
-        let stride = nw * 3;
-        for y in 0..nh {
-            let start = ((g.py + y) * n + g.px) * 3;
-            let out = &mut self.canvas[start..start + stride];
-            match &plan.vertical {
-                Some(vt) => {
-                    let (first, k) = vt.taps(y);
-                    for (x, o) in out.iter_mut().enumerate() {
-                        let mut acc = 1i32 << (PRECISION_BITS - 1);
-                        for (i, &wgt) in k.iter().enumerate() {
-                            acc += i32::from(rows[(first + i) * stride + x]) * wgt;
+            (hz, vt) => {
+                // w → nw columns of every row into tmp (or the source as is), then h → nh rows
+                // onto the canvas.
+                let rows: &[u8] = match hz {
+                    Some(hz) => {
+                        self.tmp.resize(h * row, 0);
+                        let lines = src.pixels.chunks_exact(w * 3);
+                        for (line, out) in lines.zip(self.tmp.chunks_exact_mut(row)) {
+                            horizontal_row(hz, line, out);
                         }
-                        *o = clip8(acc);
+                        &self.tmp
+                    }
+                    None => src.pixels,
+                };
+                for y in 0..nh {
+                    let out = &mut self.canvas[canvas_row(y)..canvas_row(y) + row];
+                    match vt {
+                        Some(vt) => vertical_row(vt, y, rows, out),
+                        None => out.copy_from_slice(&rows[y * row..(y + 1) * row]),
                     }
                 }
-                None => out.copy_from_slice(&rows[y * stride..(y + 1) * stride]),
             }
         }
         Ok(g)

@@ -518,6 +518,8 @@ impl PersonBundle {
     }
 
     /// [`PersonBundle::load`] without parsing the graph: the manifest and the hash only.
+    /// [`super::PoseEstimator::load`] still checks the names and the optimized output shape,
+    /// but not the declared input element type.
     pub fn load_unchecked_graph(dir: impl AsRef<Path>) -> Result<Self, BundleError> {
         let dir = dir.as_ref().to_path_buf();
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -556,7 +558,11 @@ impl PersonBundle {
             expected,
             found,
         };
-        let model = tract_onnx::onnx().model_for_path(&path).map_err(load)?;
+        // Declared output shapes are read too (tract ignores them by default).
+        let model = tract_onnx::onnx()
+            .with_ignore_output_shapes(false)
+            .model_for_path(&path)
+            .map_err(load)?;
         let m = &self.manifest;
         let inputs = model.input_outlets().map_err(load)?;
         let input = inputs
