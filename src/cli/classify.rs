@@ -29,9 +29,10 @@ struct PoseLine {
     text: String,
 }
 
-/// Rounds to `step` for short JSON numbers (pixels to 0.1, scores to 0.001).
-fn round(v: f32, step: f64) -> f64 {
-    (f64::from(v) / step).round() * step
+/// Rounds to `decimals` places for short JSON numbers (pixels to 1, scores to 3).
+fn round(v: f32, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (f64::from(v) * scale).round() / scale
 }
 
 fn pose_line(people: &People) -> PoseLine {
@@ -42,11 +43,11 @@ fn pose_line(people: &People) -> PoseLine {
             let keypoints: Vec<[f64; 3]> = p
                 .keypoints()
                 .iter()
-                .map(|k| [round(k.x, 0.1), round(k.y, 0.1), round(k.score, 0.001)])
+                .map(|k| [round(k.x, 1), round(k.y, 1), round(k.score, 3)])
                 .collect();
             serde_json::json!({
-                "box": p.bbox.map(|v| round(v, 0.1)),
-                "score": round(p.score, 0.001),
+                "box": p.bbox.map(|v| round(v, 1)),
+                "score": round(p.score, 3),
                 "posture": p.posture,
                 "direction": p.direction,
                 "keypoints": keypoints,
@@ -83,6 +84,8 @@ fn pose_line(people: &People) -> PoseLine {
     }
 }
 
+/// Classifies every image of `args`, one line each (with people and `fallen` when
+/// `--person-model` is given); exit 1 when an image failed.
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
     crate::vision::encoder::check_device(options.device)?;

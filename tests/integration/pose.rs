@@ -438,8 +438,19 @@ fn classify_without_a_person_model_is_unchanged() {
     );
 }
 
-/// Pose-stage time per frame (letterbox + graph + decode) on person.jpg, 1 and 2 threads.
+/// CPU time of the whole process so far (user + system), from getrusage.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Pose-stage time per frame (letterbox + graph + decode) on person.jpg, 1 and 2 threads: wall
+/// p50/min/p90 and process CPU time per frame (a busy machine inflates wall time, not CPU).
 /// `cargo test --release --test integration pose_timing -- --ignored --nocapture`
+/// (`POSE_ITERS=N` for other than 50 runs).
 #[test]
 #[ignore]
 fn pose_timing() {
@@ -457,6 +468,7 @@ fn pose_timing() {
             est.estimate(view).unwrap();
         }
         let (mut total, mut infer, mut pre) = (Vec::new(), Vec::new(), Vec::new());
+        let cpu0 = process_cpu();
         for _ in 0..iters {
             est.estimate(view).unwrap();
             let t = est.last_times();
@@ -464,13 +476,14 @@ fn pose_timing() {
             infer.push(t.infer);
             pre.push(t.preprocess + t.decode);
         }
+        let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e3 / iters as f64;
         let ms = |v: &mut Vec<Duration>, q: f64| {
             v.sort();
             v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
         };
         eprintln!(
-            "pose threads {threads}: total p50 {:.1} ms (min {:.1}, p90 {:.1}); graph p50 {:.1} ms; \
-             letterbox+decode p50 {:.2} ms; load {:.2} s; {iters} runs",
+            "pose threads {threads}: wall p50 {:.1} ms (min {:.1}, p90 {:.1}); graph p50 {:.1} ms; \
+             letterbox+decode p50 {:.2} ms; CPU {cpu:.1} ms/frame; load {:.2} s; {iters} runs",
             ms(&mut total, 0.5),
             ms(&mut total, 0.0),
             ms(&mut total, 0.9),
