@@ -154,6 +154,10 @@ pub struct ClassifyArgs {
     /// Add each image's embedding to its JSON line (`"embedding": [...]`).
     #[arg(long, requires = "json")]
     pub embeddings: bool,
+    /// A person/pose bundle (`models/person`): adds the people in view (box, score, posture,
+    /// direction, keypoints) and the pose-only `fallen` flag to each line.
+    #[arg(long)]
+    pub person_model: Option<PathBuf>,
     /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,

@@ -1,5 +1,7 @@
 //! `clipsight classify`: ranks the banks' labels for each image, one line per image.
 //! A bad file is reported (naming it) and the others are still classified; exit 1 then.
+//! With `--person-model`, each line also carries the people in view and the pose-only
+//! `fallen` flag ([`crate::vision::pose`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,11 +14,84 @@ use crate::cli::{encoder_options, load_model};
 use crate::decide::{still_scene, DecisionConfig};
 use crate::matching::{rank, Matcher};
 use crate::types::Scores;
+use crate::vision::pose::{context_margin, furniture_veto, People, PersonBundle, PoseEstimator};
 
-/// Runs `classify` on the images the arguments name.
+/// What the pose stage adds to an image's line.
+struct PoseLine {
+    /// The present people, for the JSON line.
+    people: serde_json::Value,
+    /// Pose only: someone lies as after a fall.
+    fallen: bool,
+    /// The same, for the text line.
+    text: String,
+}
+
+/// Rounds to `decimals` places for short JSON numbers (pixels to 1, scores to 3).
+fn round(v: f32, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (f64::from(v) * scale).round() / scale
+}
+
+fn pose_line(people: &People, vetoed: bool) -> PoseLine {
+    let present: Vec<_> = people.present().collect();
+    let json = present
+        .iter()
+        .map(|p| {
+            let keypoints: Vec<[f64; 3]> = p
+                .keypoints()
+                .iter()
+                .map(|k| [round(k.x, 1), round(k.y, 1), round(k.score, 3)])
+                .collect();
+            serde_json::json!({
+                "box": p.bbox.map(|v| round(v, 1)),
+                "score": round(p.score, 3),
+                "posture": p.posture,
+                "direction": p.direction,
+                "keypoints": keypoints,
+            })
+        })
+        .collect();
+    let described: Vec<String> = present
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {:.2}",
+                p.posture.as_str(),
+                p.direction.as_str(),
+                p.score
+            )
+        })
+        .collect();
+    // The image context (models/person/README.md, step 11): lying on a bed or a sofa is not
+    // a fall.
+    let fallen = people.fallen() && !vetoed;
+    PoseLine {
+        people: serde_json::Value::Array(json),
+        fallen,
+        text: format!(
+            "people: {}{}",
+            if described.is_empty() {
+                "none".to_string()
+            } else {
+                described.join(", ")
+            },
+            if fallen { "; FALLEN" } else { "" }
+        ),
+    }
+}
+
+/// Classifies every image of `args`, one line each (with people and `fallen` when
+/// `--person-model` is given); exit 1 when an image failed.
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
-    let (bundle, banks, mut embedder) =
-        load_model(&args.model, &args.banks, &encoder_options(&args.encoder))?;
+    let options = encoder_options(&args.encoder);
+    let (bundle, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
+    let mut pose = match &args.person_model {
+        Some(dir) => Some(PoseEstimator::load(
+            &PersonBundle::load(dir)?,
+            options.threads,
+        )?),
+        None => None,
+    };
     let mut matcher = Matcher::new(banks);
     let labels = matcher.labels();
     let decision = DecisionConfig::default();
@@ -29,9 +104,19 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     for path in &args.images {
         let result = decode_file(path, limits)
             .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(embedder.embed((&img).into())?.to_vec()));
-        let embedding = match result {
-            Ok(embedding) => embedding,
+            .and_then(|img| {
+                let embedding = embedder.embed((&img).into())?.to_vec();
+                let people = match pose.as_mut() {
+                    Some(pose) => {
+                        pose.estimate((&img).into())?;
+                        Some(pose)
+                    }
+                    None => None,
+                };
+                Ok((embedding, people.is_some()))
+            });
+        let (embedding, posed) = match result {
+            Ok(found) => found,
             Err(e) => {
                 failed += 1;
                 let message = format!("{e:#}");
@@ -46,6 +131,14 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
             }
         };
         matcher.score(&embedding, &mut scores);
+        let people = match pose.as_ref().filter(|_| posed) {
+            Some(pose) => {
+                let vetoed = context_margin(&labels, &scores, pose.manifest())
+                    .is_some_and(|m| furniture_veto(m, pose.manifest()));
+                Some(pose_line(pose.people(), vetoed))
+            }
+            None => None,
+        };
         let (mut ranked, mut text) = (Vec::new(), Vec::new());
         let mut at = 0;
         for bank in matcher.banks() {
@@ -78,10 +171,16 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                 })
                 .collect();
             let mut line = serde_json::json!({"image": path, "labels": ranked, "said": said});
+            if let Some(p) = &people {
+                line["people"] = p.people.clone();
+                line["fallen"] = serde_json::json!(p.fallen);
+            }
             if args.embeddings {
                 line["embedding"] = serde_json::json!(embedding);
             }
             writeln!(out, "{line}")?;
+        } else if let Some(p) = &people {
+            writeln!(out, "{}: {}; {}", path.display(), text.join(", "), p.text)?;
         } else {
             writeln!(out, "{}: {}", path.display(), text.join(", "))?;
         }

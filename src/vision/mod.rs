@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod gate;
 #[cfg(feature = "ort")]
 pub mod ort;
+pub mod pose;
 pub mod preprocess;
 pub mod select;
 pub mod tract;

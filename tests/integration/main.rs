@@ -8,6 +8,7 @@ mod faults;
 mod live;
 mod ort;
 mod parity;
+mod pose;
 mod precision;
 mod privacy;
 mod speechd;
