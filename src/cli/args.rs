@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// A TOML config file; the flags below override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The person/pose model bundle (people, posture, falls), e.g. `models/person`.
+    #[arg(long)]
+    pub person_model: Option<PathBuf>,
     /// The model bundle directory.
     #[arg(long)]
     pub model: Option<PathBuf>,

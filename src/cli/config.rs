@@ -90,6 +90,8 @@ pub const DEFAULT_REPLAY_FPS: f64 = 5.0;
 pub struct RuntimeConfig {
     /// The model bundle directory.
     pub model: PathBuf,
+    /// The person/pose bundle, if any.
+    pub person_model: Option<PathBuf>,
     /// The prompt banks (at least one).
     pub banks: Vec<PathBuf>,
     /// Where frames come from.
@@ -128,6 +130,8 @@ pub struct RunConfig {
     pub device: Device,
     /// The image encoder's runtime: `tract` or `ort` (`--backend`).
     pub backend: Backend,
+    /// The person/pose model bundle (`--person-model`): people, posture and falls.
+    pub person_model: Option<PathBuf>,
     /// Threads for the image encoder's matrix products (`--threads`; default 1).
     pub threads: Option<usize>,
     /// Prompt banks (`--bank`, repeatable).
@@ -262,6 +266,9 @@ impl RunConfig {
         if let Some(m) = self.model.as_mut() {
             fix(m);
         }
+        if let Some(m) = self.person_model.as_mut() {
+            fix(m);
+        }
         self.banks.iter_mut().for_each(fix);
         if let Some(d) = self.speech_dir.as_mut() {
             fix(d);
@@ -289,6 +296,9 @@ impl RunConfig {
         }
         if args.source.is_some() {
             self.source = args.source;
+        }
+        if args.person_model.is_some() {
+            self.person_model = args.person_model;
         }
         if args.fps.is_some() {
             self.fps = args.fps;
@@ -329,6 +339,7 @@ impl RunConfig {
         Ok(RuntimeConfig {
             pipeline: self.pipeline(),
             model,
+            person_model: self.person_model,
             banks: std::mem::take(&mut self.banks),
             source,
             fps: self.fps.unwrap_or(DEFAULT_REPLAY_FPS),

@@ -22,6 +22,7 @@ use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
 use crate::types::Control;
+use crate::vision::pose::{PersonBundle, PoseEstimator};
 
 /// Runs the live pipeline until the source ends or a stop is asked.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -74,6 +75,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let source = open_source(&config)?;
     let mut pipeline = Pipeline::new(config.pipeline, embedder, banks, observer)?;
+    if let Some(dir) = &config.person_model {
+        let pose = PoseEstimator::load(&PersonBundle::load(dir)?, config.encoder.threads)?;
+        log::info!("person model {} ready", pose.manifest().id);
+        pipeline = pipeline.with_pose(pose);
+    }
     let json = config.stats_json;
     // Under systemd (Type=notify): the model is loaded and the source is open.
     notify::ready();

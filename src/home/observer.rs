@@ -17,6 +17,9 @@ use crate::types::Category;
 use crate::types::Control;
 use crate::types::Utterance;
 
+/// How far above the fall label's threshold (in z) a pose "fallen" verdict counts.
+const POSE_EVIDENCE_Z: f32 = 1.0;
+
 /// Timers and MQTT commands are looked at this often, in seconds.
 const TICK_S: f64 = 1.0;
 
@@ -69,21 +72,30 @@ impl HomeObserver {
 impl Observer for HomeObserver {
     fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance> {
         let at = self.clock.now();
-        let view =
-            if obs.dark {
-                View::CantSee
-            } else {
-                match obs.labels.iter().position(|l| l.label == self.fall_label) {
-                    Some(i) => View::Seen {
-                        lying: obs.smoothed[i],
-                        lying_threshold: obs.labels[i].z_threshold,
-                        up: obs.labels.iter().enumerate().any(|(j, l)| {
-                            j != i && l.category == Category::Person && obs.present[j]
-                        }),
-                    },
-                    None => View::CantSee,
+        let view = if obs.dark {
+            View::CantSee
+        } else {
+            match obs.labels.iter().position(|l| l.label == self.fall_label) {
+                Some(i) => {
+                    let threshold = obs.labels[i].z_threshold;
+                    // The fall label's score, fused with the pose stage's verdict: either is
+                    // evidence of someone lying on the floor.
+                    let pose_lying = match obs.pose {
+                        Some(p) if p.fallen => threshold + POSE_EVIDENCE_Z,
+                        _ => f32::NEG_INFINITY,
+                    };
+                    View::Seen {
+                        lying: obs.smoothed[i].max(pose_lying),
+                        lying_threshold: threshold,
+                        up: obs.pose.is_some_and(|p| p.up && !p.fallen)
+                            || obs.labels.iter().enumerate().any(|(j, l)| {
+                                j != i && l.category == Category::Person && obs.present[j]
+                            }),
+                    }
                 }
-            };
+                None => View::CantSee,
+            }
+        };
         let mut said = self.monitor.observe(&PersonObservation { at, view });
         said.extend(self.tick_due(at.mono));
         Self::convert(said, obs.t)

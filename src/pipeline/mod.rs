@@ -31,6 +31,7 @@ use crate::types::Frame;
 use crate::types::{Control, Scores};
 use crate::types::{Kind, Utterance};
 use crate::vision::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
+use crate::vision::pose::{context_margin, furniture_veto, PoseEstimator, Posture};
 use crate::vision::ImageEmbedder;
 
 /// The longest any loop waits before looking at the stop flag again.
@@ -52,6 +53,20 @@ pub struct Observation<'a> {
     pub smoothed: &'a [f32],
     /// Whether each label is in view (after dwell and hysteresis).
     pub present: &'a [bool],
+    /// What the pose stage saw on the last judged frame (with a person model).
+    pub pose: Option<PoseView>,
+}
+
+/// The pose stage's verdict on a frame, for observers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoseView {
+    /// People in view.
+    pub people: usize,
+    /// Someone is lying as after a fall (not on a bed or sofa, as far as the image context
+    /// tells).
+    pub fallen: bool,
+    /// Someone is standing or sitting.
+    pub up: bool,
 }
 
 /// Something that watches the decisions and may speak: the home monitor.
@@ -202,6 +217,7 @@ pub struct Pipeline {
     embedder: ImageEmbedder,
     matcher: Matcher,
     engine: DecisionEngine,
+    pose: Option<PoseEstimator>,
     observer: Option<Box<dyn Observer>>,
 }
 
@@ -214,6 +230,7 @@ struct RunState {
     gate: ChangeGate,
     scores: Scores,
     have_scores: bool,
+    pose: Option<PoseView>,
     present: Vec<bool>,
     smoothed: Vec<f32>,
     last_t: f64,
@@ -246,8 +263,16 @@ impl Pipeline {
             embedder,
             matcher,
             engine,
+            pose: None,
             observer,
         })
+    }
+
+    /// Adds the person/pose stage: it runs on every frame the gate lets through, in this
+    /// thread, and its verdict reaches the observer.
+    pub fn with_pose(mut self, pose: PoseEstimator) -> Self {
+        self.pose = Some(pose);
+        self
     }
 
     /// Takes the observer back (to shut it down cleanly after a run).
@@ -279,6 +304,7 @@ impl Pipeline {
                 allowed: vec![true; n],
             },
             have_scores: false,
+            pose: None,
             present: vec![false; n],
             smoothed: vec![0.0; n],
             last_t: 0.0,
@@ -452,7 +478,10 @@ impl Pipeline {
                 st.gate.reset();
             }
             Look::Unchanged => st.counts.skipped_unchanged += 1,
-            Look::Encode => self.embed_and_score(st, &frame, t, say),
+            Look::Encode => {
+                self.embed_and_score(st, &frame, t, say);
+                self.estimate_pose(st, &frame);
+            }
         }
         let t_decide = Instant::now();
         let mut out = match look {
@@ -531,6 +560,32 @@ impl Pipeline {
         }
     }
 
+    /// The pose stage on a judged frame: people, posture, and the fall verdict with the image
+    /// context (bed, sofa, floor labels of the banks). A failure is logged and counted as
+    /// "no verdict", never as "nobody fell".
+    fn estimate_pose(&mut self, st: &mut RunState, frame: &Frame) {
+        let Some(pose) = self.pose.as_mut() else {
+            return;
+        };
+        let margin = context_margin(self.engine.labels(), &st.scores, pose.manifest());
+        let vetoed = st.have_scores && margin.is_some_and(|m| furniture_veto(m, pose.manifest()));
+        match pose.estimate((&frame.image).into()) {
+            Ok(people) => {
+                st.pose = Some(PoseView {
+                    people: people.present().count(),
+                    fallen: people.fallen() && !vetoed,
+                    up: people
+                        .present()
+                        .any(|p| matches!(p.posture, Posture::Standing | Posture::Sitting)),
+                });
+            }
+            Err(e) => {
+                st.pose = None;
+                log::error!("frame {}: pose: {e}", frame.seq);
+            }
+        }
+    }
+
     /// Hands the engine's view to the observer (the home monitor), if any.
     fn observe(&mut self, st: &mut RunState, t: f64, dark: bool, out: &mut Vec<Utterance>) {
         let Some(obs) = self.observer.as_mut() else {
@@ -546,6 +601,7 @@ impl Pipeline {
             labels: self.engine.labels(),
             smoothed: &st.smoothed,
             present: &st.present,
+            pose: st.pose,
         }));
     }
 
