@@ -398,6 +398,11 @@ mod tests {
             monitor.fall_label
         );
         assert!(home.banks.iter().any(|b| b.ends_with("home.safetensors")));
+        // The shipped profile sees falls with the shipped person/pose model.
+        assert!(home
+            .person_model
+            .as_ref()
+            .is_some_and(|p| p.ends_with("models/person")));
     }
 
     #[test]
