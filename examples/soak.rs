@@ -34,7 +34,7 @@ use clipsight::model::Bundle;
 use clipsight::pipeline::{Observation, Observer, Pipeline, PipelineConfig, POLL};
 use clipsight::prompts::bank::Bank;
 use clipsight::speech::{LogSpeaker, SpeechThread, VoiceConfig};
-use clipsight::types::Control;
+use clipsight::types::Command;
 use clipsight::types::Frame;
 use clipsight::types::Utterance;
 use clipsight::vision::gate::GateConfig;
@@ -165,7 +165,7 @@ impl Observer for SoakObserver {
         Vec::new()
     }
 
-    fn control(&mut self, _control: Control, _t: f64) -> Vec<Utterance> {
+    fn control(&mut self, _command: Command, _t: f64) -> Vec<Utterance> {
         Vec::new()
     }
 
@@ -245,7 +245,7 @@ fn main() -> Result<()> {
     };
     let voice = VoiceConfig::default();
     let speech = SpeechThread::spawn(vec![Box::new(LogSpeaker)], &voice)?;
-    let (_controls_tx, controls) = crossbeam_channel::bounded::<Control>(1);
+    let (_controls_tx, controls) = crossbeam_channel::bounded::<Command>(1);
     let stats = pipeline
         .run(Box::new(source), &speech.tx, &controls, stop, &mut |_| {})
         .context("the pipeline failed")?;

@@ -44,4 +44,4 @@ pub mod home;
 pub mod toml_error;
 pub mod types;
 
-pub use types::{Category, Control, Frame, Kind, RgbView, Scores, Utterance};
+pub use types::{Category, Command, Control, Frame, Kind, Origin, RgbView, Scores, Utterance};

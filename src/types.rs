@@ -193,7 +193,36 @@ pub enum Control {
     Quit,
 }
 
+/// Where a command came from (the home monitor's events say who cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A key of an input device (a remote, a headset, a GPIO button).
+    Key,
+    /// The local control socket (`clipsight control`).
+    Socket,
+    /// Keys typed on the terminal's standard input.
+    Stdin,
+}
+
+/// A command and where it came from: what the controls hand to the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command {
+    /// What to do.
+    pub control: Control,
+    /// Who asked.
+    pub origin: Origin,
+}
+
 impl Control {
+    /// This control, as asked from `origin`.
+    pub fn from(self, origin: Origin) -> Command {
+        Command {
+            control: self,
+            origin,
+        }
+    }
+
     /// Parses a command word ("describe", "mute", "repeat", "verbosity", "ok", "ack", "quit").
     pub fn parse(word: &str) -> Option<Control> {
         match word.trim().to_ascii_lowercase().as_str() {

@@ -33,7 +33,7 @@ use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::prompts::bank::{Bank, BankEntry, BankError};
 use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
 use crate::types::Category;
-use crate::types::Control;
+use crate::types::Command;
 use crate::types::RgbView;
 use crate::types::Scores;
 use crate::vision::encoder::{EncodeError, EncoderOptions, ImageGraph};
@@ -702,7 +702,7 @@ fn replay(
     let mut pipeline = Pipeline::new(config, embedder, banks, None)?;
     let speech = SpeechThread::spawn(vec![Box::new(LogSpeaker)], &VoiceConfig::default())
         .map_err(PipelineError::Thread)?;
-    let (_control_tx, controls) = crossbeam_channel::bounded::<Control>(1);
+    let (_control_tx, controls) = crossbeam_channel::bounded::<Command>(1);
     let stop = Arc::new(AtomicBool::new(false));
     progress(BenchPhase::Pipeline, 0, frames);
     let stats = pipeline.run(Box::new(source), &speech.tx, &controls, stop, &mut |_| {});

@@ -21,7 +21,7 @@ use crate::pipeline::notify;
 use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
-use crate::types::Control;
+use crate::types::Command;
 use crate::vision::pose::{PersonBundle, PoseEstimator};
 
 /// Runs the live pipeline until the source ends or a stop is asked.
@@ -56,7 +56,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
     }
-    let (control_tx, control_rx) = crossbeam_channel::bounded::<Control>(16);
+    let (control_tx, control_rx) = crossbeam_channel::bounded::<Command>(16);
     let controls = Controls::start(&config.controls, control_tx, stop.clone())?;
     if config.duration_s > 0.0 {
         let (stop, d) = (stop.clone(), Duration::from_secs_f64(config.duration_s));

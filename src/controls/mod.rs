@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controls::input::watch_keys;
 use crate::pipeline::POLL;
-use crate::types::Control;
+use crate::types::{Command, Control, Origin};
 
 /// Wait before reopening an input device that is missing or went away.
 pub const REOPEN_WAIT: Duration = Duration::from_secs(3);
@@ -141,7 +141,7 @@ impl Controls {
     /// Starts every configured source.
     pub fn start(
         config: &ControlsConfig,
-        tx: Sender<Control>,
+        tx: Sender<Command>,
         stop: Arc<AtomicBool>,
     ) -> Result<Controls, ControlsError> {
         let mut threads = Vec::new();
@@ -168,7 +168,7 @@ impl Controls {
                             &|| stop.load(Ordering::Relaxed),
                             &mut |code| {
                                 if let Some(c) = keys.control(code) {
-                                    let _ = tx.try_send(c);
+                                    let _ = tx.try_send(c.from(Origin::Key));
                                 }
                             },
                         )
@@ -184,7 +184,7 @@ impl Controls {
                     let Ok(line) = line else { break };
                     match Control::parse(&line) {
                         Some(c) => {
-                            let _ = tx.try_send(c);
+                            let _ = tx.try_send(c.from(Origin::Stdin));
                         }
                         None if line.trim().is_empty() => {}
                         None => eprintln!("unknown command {line:?}"),
@@ -232,7 +232,7 @@ pub fn bind_private(path: &Path) -> Result<UnixListener, ControlsError> {
     Ok(listener)
 }
 
-fn serve_socket(listener: UnixListener, tx: Sender<Control>, stop: Arc<AtomicBool>) {
+fn serve_socket(listener: UnixListener, tx: Sender<Command>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => handle_client(stream, &tx),
@@ -250,7 +250,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest command line read from a client.
 const MAX_LINE: u64 = 256;
 
-fn handle_client(stream: UnixStream, tx: &Sender<Control>) {
+fn handle_client(stream: UnixStream, tx: &Sender<Command>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let mut writer = match stream.try_clone() {
@@ -261,7 +261,7 @@ fn handle_client(stream: UnixStream, tx: &Sender<Control>) {
     for line in reader.lines().take(16) {
         let Ok(line) = line else { break };
         let reply = match Control::parse(&line) {
-            Some(c) => match tx.try_send(c) {
+            Some(c) => match tx.try_send(c.from(Origin::Socket)) {
                 Ok(()) => "ok\n".to_string(),
                 Err(_) => "error: busy\n".to_string(),
             },
@@ -320,7 +320,7 @@ mod tests {
             .starts_with("error: unknown command"));
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(1)).unwrap(),
-            Control::Describe
+            Control::Describe.from(Origin::Socket)
         );
         stop.store(true, Ordering::Relaxed);
         controls.join();
@@ -346,7 +346,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            Control::Mute
+            Control::Mute.from(Origin::Key)
         );
         let asked = std::time::Instant::now();
         stop.store(true, Ordering::Relaxed);

@@ -14,8 +14,8 @@ use crate::home::{HomeClock, HomeCommand, HomeConfig, HomeError, HomeMonitor, Ho
 use crate::pipeline::metrics::RunStats;
 use crate::pipeline::{Observation, Observer};
 use crate::types::Category;
-use crate::types::Control;
 use crate::types::Utterance;
+use crate::types::{Command, Control, Origin};
 
 /// How far above the fall label's threshold (in z) a pose "fallen" verdict counts.
 const POSE_EVIDENCE_Z: f32 = 1.0;
@@ -101,13 +101,16 @@ impl Observer for HomeObserver {
         Self::convert(said, obs.t)
     }
 
-    fn control(&mut self, control: Control, t: f64) -> Vec<Utterance> {
-        let cmd = match control {
-            Control::Ok => HomeCommand::Cancel {
-                source: CommandSource::Button,
-            },
+    fn control(&mut self, command: Command, t: f64) -> Vec<Utterance> {
+        // The socket is a socket; a key or the terminal is the button near the person.
+        let source = match command.origin {
+            Origin::Socket => CommandSource::Socket,
+            Origin::Key | Origin::Stdin => CommandSource::Button,
+        };
+        let cmd = match command.control {
+            Control::Ok => HomeCommand::Cancel { source },
             Control::Acknowledge => HomeCommand::Acknowledge {
-                source: CommandSource::Button,
+                source,
                 by: "local".into(),
                 id: None,
             },

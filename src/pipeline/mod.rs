@@ -28,7 +28,7 @@ use crate::pipeline::metrics::{FrameCounts, RunStats, StageLatencies};
 use crate::prompts::bank::Bank;
 use crate::speech::SpeechCommand;
 use crate::types::Frame;
-use crate::types::{Control, Scores};
+use crate::types::{Command, Control, Scores};
 use crate::types::{Kind, Utterance};
 use crate::vision::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
 use crate::vision::pose::{context_margin, furniture_veto, PoseEstimator, Posture};
@@ -74,7 +74,7 @@ pub trait Observer: Send {
     /// One frame's decisions; returns what to say.
     fn observe(&mut self, obs: &Observation<'_>) -> Vec<Utterance>;
     /// A command; returns what to say. Commands it does not handle return nothing.
-    fn control(&mut self, control: Control, t: f64) -> Vec<Utterance>;
+    fn control(&mut self, command: Command, t: f64) -> Vec<Utterance>;
     /// Called on every turn of the loop (at least every [`POLL`]), frames or not: timers.
     fn tick(&mut self, t: f64) -> Vec<Utterance>;
     /// The pipeline's stats, every `stats_interval_s` (the home monitor's MQTT `stats`).
@@ -286,7 +286,7 @@ impl Pipeline {
         &mut self,
         source: Box<dyn FrameSource>,
         speech: &Sender<SpeechCommand>,
-        controls: &Receiver<Control>,
+        controls: &Receiver<Command>,
         stop: Arc<AtomicBool>,
         on_stats: &mut dyn FnMut(&RunStats),
     ) -> Result<RunStats, PipelineError> {
@@ -358,7 +358,7 @@ impl Pipeline {
                 },
                 recv(controls) -> msg => {
                     if let Ok(c) = msg {
-                        if c == Control::Quit {
+                        if c.control == Control::Quit {
                             stop.store(true, Ordering::Relaxed);
                             break;
                         }
@@ -432,12 +432,12 @@ impl Pipeline {
     fn control(
         &mut self,
         st: &mut RunState,
-        c: Control,
+        c: Command,
         speech: &Sender<SpeechCommand>,
         say: &dyn Fn(Utterance),
     ) {
-        log::info!("control: {c:?}");
-        match c {
+        log::info!("control: {:?} from {:?}", c.control, c.origin);
+        match c.control {
             Control::Describe => say(self.engine.describe(st.last_t)),
             Control::Mute => {
                 let _ = speech.send_timeout(SpeechCommand::Mute(None), POLL);
