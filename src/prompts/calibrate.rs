@@ -5,7 +5,8 @@
 //! do *not* show it (its calibrated score z: how unusual this is for a photo without the
 //! label). Then the threshold is chosen with the positives as well ([`PrecisionRule`]): the
 //! lowest z, at or above a floor, at which the calibration photos above it show the label at
-//! least `target_precision` of the time. A label is *validated* only when such a threshold
+//! least `target_precision` of the time, placed a hair ([`EDGE_Z`]) under it so that the edge
+//! is not a photo's own score. A label is *validated* only when such a threshold
 //! exists and enough photos show it; a label the photos cannot confirm (no positives: stairs,
 //! wet floors with a COCO calibration set) is not, and stays silent by default. Its threshold
 //! then sits above every negative ([`PrecisionRule::fallback_z`] at least).
@@ -59,6 +60,9 @@ impl PrecisionRule {
 /// The smallest standard deviation kept, so a label with near-constant scores does not
 /// turn every tiny change into a huge z.
 pub const MIN_STD: f32 = 1e-3;
+/// How far under the score that reaches the target precision a threshold sits, in z: far less
+/// than any difference between photos, far more than rounding between runtimes.
+pub const EDGE_Z: f32 = 0.05;
 /// The fewest negative photos a label needs.
 pub const MIN_NEGATIVES: usize = 8;
 
@@ -286,7 +290,18 @@ fn calibrate_one(pos: &[f32], neg: &[f32], rule: &PrecisionRule) -> LabelStats {
         tp >= 1 && tp as f32 / (tp + fp) as f32 >= rule.target_precision
     });
     let z_thr = match found {
-        Some(c) => c,
+        // A hair under it (EDGE_Z, or halfway down to the next calibration score below, if
+        // that is closer; never below the floor): the same photos pass, and a photo scoring
+        // exactly a calibration positive's score is not lost to another runtime's rounding.
+        Some(c) => {
+            let below = pos_z
+                .iter()
+                .chain(&neg_z)
+                .copied()
+                .filter(|&x| x < c)
+                .fold(rule.floor_z, f32::max);
+            (c - EDGE_Z.min((c - below) / 2.0)).max(rule.floor_z)
+        }
         None => {
             let top = neg_z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             // Just above the highest negative: no calibration photo without it passes.
