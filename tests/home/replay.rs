@@ -122,6 +122,41 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
     assert!(log.contains("person lying on the floor"), "{log}");
 }
 
+/// Runs the home profile with the shipped models (default bundle, person/pose model, home bank)
+/// on `frames` at 10 fps against `broker`; returns the spoken transcript.
+fn run_pose_home(dir: &Path, frames: &Path, broker: &Broker, prefix: &str) -> String {
+    let mut home = home_config(&dir.join("state"), Some(broker.port), prefix);
+    home.fall_label = "person lying on the floor".into();
+    home.fall.lying_seconds = 1.0;
+    home.fall.checkin_seconds = 1.5;
+    home.fall.ack_seconds = 100_000.0;
+    let config = RunConfig {
+        model: Some(root().join("models/default")),
+        person_model: Some(root().join("models/person")),
+        banks: vec![root().join("prompts/banks/home.safetensors")],
+        source: Some(frames.to_string_lossy().into()),
+        fps: Some(10.0),
+        speaker: Some(SpeakerKind::Wav),
+        speech_dir: Some(dir.join("speech")),
+        home: Some(home),
+        ..Default::default()
+    };
+    let config_path = dir.join("home.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("speech/transcript.jsonl")).unwrap()
+}
+
 /// The shipped models see the fall: the default bundle, the person/pose model and the home
 /// bank, driven by a standing person who then lies on the floor (the same photo turned a
 /// quarter), through `run --config` against a real mosquitto: a spoken check-in, then exactly
@@ -141,33 +176,7 @@ fn mqtt_pose_stage_sees_a_fall_with_the_shipped_models() {
         let img = if i < 15 { &standing } else { &lying };
         img.save(frames.join(format!("{i:04}.png"))).unwrap();
     }
-    let mut home = home_config(&dir.path().join("state"), Some(broker.port), prefix);
-    home.fall_label = "person lying on the floor".into();
-    home.fall.lying_seconds = 1.0;
-    home.fall.checkin_seconds = 1.5;
-    home.fall.ack_seconds = 100_000.0;
-    let config = RunConfig {
-        model: Some(root().join("models/default")),
-        person_model: Some(root().join("models/person")),
-        banks: vec![root().join("prompts/banks/home.safetensors")],
-        source: Some(frames.to_string_lossy().into()),
-        fps: Some(10.0),
-        speaker: Some(SpeakerKind::Wav),
-        speech_dir: Some(dir.path().join("speech")),
-        home: Some(home),
-        ..Default::default()
-    };
-    let config_path = dir.path().join("home.toml");
-    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
+    let transcript = run_pose_home(dir.path(), &frames, &broker, prefix);
     assert!(transcript.contains("Are you all right?"), "{transcript}");
     let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
     assert_eq!(alert["step"], "alert");
@@ -193,35 +202,7 @@ fn mqtt_pose_stage_stays_quiet_while_the_person_is_up() {
     for i in 0..60 {
         std::fs::copy(photo("person.jpg"), frames.join(format!("{i:04}.jpg"))).unwrap();
     }
-    let mut home = home_config(&dir.path().join("state"), Some(broker.port), prefix);
-    home.fall_label = "person lying on the floor".into();
-    home.fall.lying_seconds = 1.0;
-    home.fall.checkin_seconds = 1.5;
-    let config = RunConfig {
-        model: Some(root().join("models/default")),
-        person_model: Some(root().join("models/person")),
-        banks: vec![root().join("prompts/banks/home.safetensors")],
-        source: Some(frames.to_string_lossy().into()),
-        fps: Some(10.0),
-        speaker: Some(SpeakerKind::Wav),
-        speech_dir: Some(dir.path().join("speech")),
-        home: Some(home),
-        ..Default::default()
-    };
-    let config_path = dir.path().join("home.toml");
-    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
+    let transcript = run_pose_home(dir.path(), &frames, &broker, prefix);
     assert!(!transcript.contains("Are you all right?"), "{transcript}");
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(sub.on(&format!("{prefix}/alerts")).is_empty());

@@ -57,7 +57,12 @@ fn said_by_run(photo: &PathBuf, banks: &[&str], extra: &[&str]) -> Vec<String> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read_to_string(speech.path().join("transcript.jsonl"))
+    sentences(speech.path())
+}
+
+/// The sentences of a wav transcript, device status left out.
+fn sentences(speech_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(speech_dir.join("transcript.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -197,13 +202,7 @@ fn an_unvalidated_hazard_is_silent_by_default_and_hedged_on_request() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::read_to_string(speech.path().join("transcript.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["priority"] != "status")
-            .map(|l| l["text"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+        sentences(speech.path())
     };
     // The label is not validated: nothing shows "bus on fire" in the calibration photos.
     let loaded = clipsight::prompts::bank::Bank::load(&out_bank).unwrap();
