@@ -14,8 +14,8 @@ Then, for --rounds rounds, in an order that alternates from round to round, it t
   clipsight int8 (`--backend ort`, ours), clipsight int8 (`--backend ort`, ort's file, which
   `models/quantize --mode ort` writes), clipsight fp32 (`--backend ort`), ort on our int8 file.
 onnxruntime runs in this process (Python, CPU provider, intra-op threads = --threads, one
-inter-op thread, sequential); clipsight runs `clipsight bench --onnx FILE --json` and reports
-its encode p50. Each figure is a median of per-call times; the table gives the median of the
+inter-op thread, sequential); clipsight runs `clipsight bench --model BUNDLE --onnx FILE --json`
+(BUNDLE: the fp32 file's folder) and reports its encode p50. Each figure is a median of per-call times; the table gives the median of the
 rounds' medians and the ratios. The machine is noisy: compare within one run only.
 
 Needs: a release build (`cargo build --release`), the packages of models/requirements-dev.txt.
@@ -36,6 +36,8 @@ import numpy as np
 import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parent.parent
+# The bundle of the fp32 file (its folder): its model.toml gives preprocessing and names.
+FP32_BUNDLE = REPO / "models/vit-b32"
 
 
 def ort_library() -> Path:
@@ -67,7 +69,8 @@ def time_ort(path: Path, threads: int, iters: int, warmup: int) -> float:
 
 def time_clipsight(binary: Path, path: Path, threads: int, iters: int, warmup: int,
                    backend: str) -> float:
-    cmd = [str(binary), "bench", "--onnx", str(path), "--threads", str(threads),
+    cmd = [str(binary), "bench", "--model", str(FP32_BUNDLE), "--onnx", str(path),
+           "--threads", str(threads),
            "--iters", str(iters), "--warmup", str(warmup), "--replay-fps", "0",
            "--backend", backend, "--json"]
     env = dict(os.environ, ORT_DYLIB_PATH=str(ort_library()))
@@ -88,6 +91,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=REPO / "target/compare")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    global FP32_BUNDLE
+    FP32_BUNDLE = args.fp32.parent
 
     for f in (args.fp32, args.clipsight):
         if not f.exists():

@@ -205,19 +205,100 @@ pub enum Origin {
     Stdin,
 }
 
-/// A command and where it came from: what the controls hand to the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Command {
-    /// What to do.
-    pub control: Control,
-    /// Who asked.
-    pub origin: Origin,
+/// Who sent a command to the home monitor (its records say who cancelled or acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandSource {
+    /// The evdev button near the person (or a key or the terminal of the device).
+    Button,
+    /// The local control socket.
+    Socket,
+    /// The MQTT `set` topic.
+    Mqtt,
+    /// The program itself (tests, the pipeline).
+    Api,
+}
+
+impl CommandSource {
+    /// The source's name in records and logs ("button", "socket", "mqtt", "api").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandSource::Button => "button",
+            CommandSource::Socket => "socket",
+            CommandSource::Mqtt => "mqtt",
+            CommandSource::Api => "api",
+        }
+    }
+
+    /// Whether the command was given at the device, so the person is there and answering.
+    pub fn is_local(self) -> bool {
+        matches!(self, CommandSource::Button | CommandSource::Socket)
+    }
+}
+
+/// A command for the home monitor, from the button, the control socket or the MQTT `set` topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HomeCommand {
+    /// "I am all right": ends a check-in or an alert.
+    Cancel {
+        /// Where the command came from.
+        source: CommandSource,
+    },
+    /// A caregiver has seen the alert `id` (every active alert when `None`).
+    Acknowledge {
+        /// Where the command came from.
+        source: CommandSource,
+        /// Who acknowledged: a caregiver's name, or the source's name when none was given.
+        by: String,
+        /// The incident's id; `None`: every active alert.
+        id: Option<String>,
+    },
+    /// No new check-ins or alerts for `seconds` (default from the config, at most a day).
+    Mute {
+        /// Where the command came from.
+        source: CommandSource,
+        /// How long, in seconds; `None`: `fall.mute_default_seconds`.
+        seconds: Option<f64>,
+    },
+    /// Ends a mute early.
+    Unmute {
+        /// Where the command came from.
+        source: CommandSource,
+    },
+}
+
+impl HomeCommand {
+    /// The command's name for logs ("cancel", "acknowledge", "mute", "unmute").
+    pub fn name(&self) -> &'static str {
+        match self {
+            HomeCommand::Cancel { .. } => "cancel",
+            HomeCommand::Acknowledge { .. } => "acknowledge",
+            HomeCommand::Mute { .. } => "mute",
+            HomeCommand::Unmute { .. } => "unmute",
+        }
+    }
+}
+
+/// What travels on the one command bus that the pipeline reads: the controls' words (keys,
+/// the control socket, stdin) and the home monitor's commands (its button, the MQTT `set`
+/// topic). The pipeline acts on the words it knows and hands every command to its observer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A control word and where it came from.
+    User {
+        /// What to do.
+        control: Control,
+        /// Who asked.
+        origin: Origin,
+    },
+    /// A command for the home monitor.
+    Home(HomeCommand),
 }
 
 impl Control {
     /// This control, as asked from `origin`.
     pub fn from(self, origin: Origin) -> Command {
-        Command {
+        Command::User {
             control: self,
             origin,
         }

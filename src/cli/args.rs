@@ -203,18 +203,12 @@ pub struct EmbedArgs {
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// A model bundle: its image tower, preprocessing and names.
-    #[arg(long, required_unless_present = "onnx")]
-    pub model: Option<PathBuf>,
-    /// A bare image encoder (1×3×224×224 in); with --model, that bundle's preprocessing and
-    /// names apply, else the preprocessing of --like.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Another ONNX image encoder to measure in place of the bundle's (a re-quantized copy of
+    /// its tower): the bundle's preprocessing and tensor names apply.
     #[arg(long)]
     pub onnx: Option<PathBuf>,
-    /// Input name of a bare encoder.
-    #[arg(long, default_value = "pixel_values")]
-    pub input: String,
-    /// Output name of a bare encoder.
-    #[arg(long, default_value = "image_embeds")]
-    pub output: String,
     /// The fp32 encoder to compare embeddings with (same input and output).
     #[arg(long)]
     pub reference: Option<PathBuf>,

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::capture::{image_files, CaptureError, FolderSource};
 use crate::matching::Matcher;
-use crate::model::{Bundle, BundleError, Interpolation, ModelIdentity, ResizeMode};
+use crate::model::{Bundle, BundleError, ModelIdentity};
 use crate::pipeline::metrics::{Latency, Percentiles};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::prompts::bank::{Bank, BankEntry, BankError};
@@ -42,12 +42,6 @@ use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
 use crate::vision::select::load_image_encoder;
 use crate::vision::{EmbedError, ImageEmbedder};
 
-/// CLIP's per-channel (R, G, B) normalization mean, for bare encoders.
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP's per-channel (R, G, B) normalization standard deviation, for bare encoders.
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
-/// The input size of a bare encoder.
-pub const BARE_SIZE: usize = 224;
 /// The pipeline replay is fed this much faster than the encoder-only rate, so that the encoder
 /// (not the replay clock) limits it.
 pub const REPLAY_OVERSPEED: f64 = 1.25;
@@ -99,17 +93,13 @@ pub enum BenchError {
 pub enum EncoderSource {
     /// A bundle's image tower.
     Bundle(PathBuf),
-    /// A bare ONNX image encoder; with a bundle, the bundle's preprocessing and names apply
-    /// (a re-quantized copy of its tower), else CLIP's at 224 px with these names.
+    /// Another ONNX image encoder (a re-quantized copy of a bundle's tower): the bundle's
+    /// preprocessing and tensor names apply. Nothing about a model is assumed.
     File {
         /// The ONNX file.
         path: PathBuf,
-        /// A bundle whose preprocessing and tensor names apply.
-        bundle: Option<PathBuf>,
-        /// The pixel input tensor name (without a bundle).
-        input: String,
-        /// The embedding output tensor name (without a bundle).
-        output: String,
+        /// The bundle whose preprocessing and tensor names apply.
+        bundle: PathBuf,
     },
 }
 
@@ -349,51 +339,19 @@ struct Resolved {
 }
 
 fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
-    let clip = |size: usize| PreprocessSpec {
-        size: size as u32,
-        resize: ResizeMode::Shortest,
-        interpolation: Interpolation::Bicubic,
-        mean: CLIP_MEAN,
-        std: CLIP_STD,
+    let (dir, file) = match source {
+        EncoderSource::Bundle(dir) => (dir, None),
+        EncoderSource::File { path, bundle } => (bundle, Some(path)),
     };
-    match source {
-        EncoderSource::Bundle(dir) => {
-            let bundle = Bundle::load(dir)?;
-            Ok(Resolved {
-                graph: ImageGraph::of_bundle(&bundle),
-                spec: (&bundle.manifest.image).into(),
-            })
-        }
-        EncoderSource::File {
-            path,
-            bundle: Some(dir),
-            ..
-        } => {
-            let bundle = Bundle::load(dir)?;
-            Ok(Resolved {
-                graph: ImageGraph {
-                    path: path.clone(),
-                    ..ImageGraph::of_bundle(&bundle)
-                },
-                spec: (&bundle.manifest.image).into(),
-            })
-        }
-        EncoderSource::File {
-            path,
-            bundle: None,
-            input,
-            output,
-        } => Ok(Resolved {
-            graph: ImageGraph {
-                path: path.clone(),
-                input: input.clone(),
-                output: output.clone(),
-                size: BARE_SIZE,
-                dim: None,
-            },
-            spec: clip(BARE_SIZE),
-        }),
+    let bundle = Bundle::load(dir)?;
+    let mut graph = ImageGraph::of_bundle(&bundle);
+    if let Some(path) = file {
+        graph.path = path.clone();
     }
+    Ok(Resolved {
+        graph,
+        spec: (&bundle.manifest.image).into(),
+    })
 }
 
 /// A deterministic bank of unit vectors, so the match stage has the work of a real one.
@@ -721,15 +679,12 @@ fn replay(
 
 /// `clipsight bench`: the flags → a [`BenchSpec`], a progress bar, the report as text or JSON.
 pub fn run_command(args: crate::cli::args::BenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    let encoder = match (args.onnx, args.model) {
-        (Some(path), bundle) => EncoderSource::File {
+    let encoder = match args.onnx {
+        Some(path) => EncoderSource::File {
             path,
-            bundle,
-            input: args.input,
-            output: args.output,
+            bundle: args.model,
         },
-        (None, Some(dir)) => EncoderSource::Bundle(dir),
-        (None, None) => anyhow::bail!("give --model or --onnx"),
+        None => EncoderSource::Bundle(args.model),
     };
     let spec = BenchSpec {
         encoder,

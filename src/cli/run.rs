@@ -21,7 +21,6 @@ use crate::pipeline::notify;
 use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
-use crate::types::Command;
 use crate::vision::pose::{PersonBundle, PoseEstimator};
 
 /// Runs the live pipeline until the source ends or a stop is asked.
@@ -56,8 +55,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
     }
-    let (control_tx, control_rx) = crossbeam_channel::bounded::<Command>(16);
-    let controls = Controls::start(&config.controls, control_tx, stop.clone())?;
+    // The one command bus: keys, the control socket and stdin, the home button, MQTT `set`.
+    let (control_tx, control_rx) = crate::controls::bus();
+    let controls = Controls::start(&config.controls, control_tx.clone(), stop.clone())?;
     if config.duration_s > 0.0 {
         let (stop, d) = (stop.clone(), Duration::from_secs_f64(config.duration_s));
         std::thread::spawn(move || {
@@ -70,6 +70,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(home) => Some(Box::new(HomeObserver::start(
             home,
             &LabelInfo::from_banks(&banks),
+            control_tx,
         )?)),
         None => None,
     };

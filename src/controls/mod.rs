@@ -1,6 +1,7 @@
 //! Controls without a screen: an input device's keys, a local control socket, and stdin.
 //!
-//! Output: [`Control`]s on a channel. Sources:
+//! Output: [`Command`]s on the one command bus ([`bus`]) that the pipeline reads; the home
+//! monitor's button and MQTT `set` topic send theirs to the same bus. Sources here:
 //! - a Linux input device (evdev: a Bluetooth media remote, a headset key, a GPIO button),
 //!   with key codes from the config; a device that disappears is reopened every few seconds;
 //! - a Unix control socket, created with mode 0600 (owner only) before anyone can connect:
@@ -21,12 +22,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::controls::input::watch_keys;
 use crate::pipeline::POLL;
 use crate::types::{Command, Control, Origin};
+
+/// Commands that may wait on the bus.
+pub const COMMAND_QUEUE: usize = 64;
+
+/// The one command bus: every source of commands (keys, the control socket, stdin, the home
+/// button, MQTT `set`) sends on a clone of the sender; the pipeline reads the receiver.
+pub fn bus() -> (Sender<Command>, Receiver<Command>) {
+    crossbeam_channel::bounded(COMMAND_QUEUE)
+}
 
 /// Wait before reopening an input device that is missing or went away.
 pub const REOPEN_WAIT: Duration = Duration::from_secs(3);

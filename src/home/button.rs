@@ -2,7 +2,7 @@
 //!
 //! Input: the event device named in `[home.button]` (raw `struct input_event` records; the
 //! user needs read access, usually the `input` group). Output: a
-//! [`HomeCommand::Cancel`] from [`CommandSource::Button`] on the monitor's command channel for
+//! [`HomeCommand::Cancel`] from [`CommandSource::Button`] on the pipeline's command bus for
 //! each press of a configured key (key-down only; presses within [`DEBOUNCE`] of the last one
 //! are ignored). Failures: a missing or unplugged device is logged once and reopened every
 //! [`REOPEN_WAIT`]; the thread never stops the monitor.
@@ -16,6 +16,7 @@ use crate::controls::input::{watch_keys, POLL_MS};
 use crate::home::config::ButtonConfig;
 use crate::home::fall::CommandSource;
 use crate::home::HomeCommand;
+use crate::types::Command;
 
 /// Presses closer together than this count once.
 pub const DEBOUNCE: Duration = Duration::from_millis(1000);
@@ -33,7 +34,7 @@ pub(crate) struct ButtonReader {
 impl ButtonReader {
     pub(crate) fn start(
         cfg: &ButtonConfig,
-        commands: Sender<HomeCommand>,
+        commands: Sender<Command>,
     ) -> std::io::Result<ButtonReader> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
@@ -73,7 +74,7 @@ impl Drop for ButtonReader {
     }
 }
 
-fn run(cfg: &ButtonConfig, commands: &Sender<HomeCommand>, stop: &Receiver<()>) {
+fn run(cfg: &ButtonConfig, commands: &Sender<Command>, stop: &Receiver<()>) {
     let mut last_press: Option<Instant> = None;
     let mut on_key = |code: u16| {
         if !cfg.keys.contains(&code) {
@@ -85,9 +86,9 @@ fn run(cfg: &ButtonConfig, commands: &Sender<HomeCommand>, stop: &Receiver<()>) 
         }
         last_press = Some(now);
         log::info!("home button: key {code} pressed");
-        let cmd = HomeCommand::Cancel {
+        let cmd = Command::Home(HomeCommand::Cancel {
             source: CommandSource::Button,
-        };
+        });
         if commands.send_timeout(cmd, Duration::from_secs(1)).is_err() {
             log::warn!("home button: the command queue is full; press dropped");
         }
@@ -128,9 +129,9 @@ mod tests {
         let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
             got,
-            HomeCommand::Cancel {
+            Command::Home(HomeCommand::Cancel {
                 source: CommandSource::Button
-            }
+            })
         );
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
         reader.shutdown();

@@ -6,8 +6,8 @@
 //! Inputs, from the pipeline: one [`PersonObservation`] per frame (the smoothed score of the
 //! fall label and its threshold, whether a person is seen up, or "can't see" for frames too
 //! dark to judge), a [`HomeMonitor::tick`] about once a second when frames stop, and the
-//! [`HomeCommand`]s of the button, the control socket and MQTT (the latter two arrive on
-//! [`HomeMonitor::commands`]; the pipeline hands each to [`HomeMonitor::command`]).
+//! [`HomeCommand`]s of the button, the control socket and MQTT (all three arrive on the
+//! pipeline's one command bus, which hands each to [`HomeMonitor::command`]).
 //!
 //! Outputs: the [`Utterance`]s to speak, returned to the caller (which owns speech); JSON-lines
 //! [`events::EventRecord`]s in `<state_dir>/events.jsonl`; MQTT messages (`available`,
@@ -16,9 +16,13 @@
 //! (PUBACK) or the web server (2xx) has them, so they survive outages and restarts. No image
 //! is stored or sent. See `docs/home.md` for topics, payloads and set-up.
 //!
+//! Inside: the state machine ([`fall`]) turns observations, timers and commands into
+//! [`FallAction`]s; `incidents` turns each action into a numbered record and a sentence;
+//! `delivery` writes the record to the log and the outboxes of the channels.
+//!
 //! Threads: one per channel (MQTT, webhook, button); [`HomeMonitor::shutdown`] (or drop) stops
-//! and joins them, publishing `offline` first. The state machine itself ([`fall`]) is pure and
-//! runs on the caller's thread.
+//! and joins them, publishing `offline` first. The state machine is pure and runs on the
+//! caller's thread.
 //!
 //! Failures: [`HomeMonitor::start`] fails with a [`HomeError`] on a bad config or an unusable
 //! state directory. After that nothing fails: a write error on the log or the outbox is
@@ -31,35 +35,31 @@ pub mod config;
 mod delivery;
 pub mod events;
 pub mod fall;
+mod incidents;
 pub mod mqtt;
 pub mod observer;
 pub mod outbox;
 pub mod webhook;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use serde_json::{json, Value};
 
+pub use crate::types::HomeCommand;
 pub use clock::{HomeClock, Stamp};
 pub use config::{ConfigError, HomeConfig, HomeSecrets, Secret};
 pub use events::{EventLogError, EventRecord};
 pub use fall::{AlertKind, CommandSource, FallAction, MonitorState, PersonObservation, View};
 pub use outbox::OutboxError;
 
-use crate::types::{Kind, Utterance};
+use crate::types::{Command, Utterance};
 
 use button::ButtonReader;
-use events::{AlertInfo, AlertState, Contact, EventLog, IncidentKind, Scores, Step, UpdateType};
-use fall::{FallMonitor, IncidentId};
-use mqtt::{MqttChannel, Topics};
-use outbox::Outbox;
-use webhook::WebhookChannel;
+use delivery::Delivery;
+use fall::FallMonitor;
+use incidents::Incidents;
 
-/// Commands that may wait in the command channel.
-pub const COMMAND_QUEUE: usize = 64;
 /// How long a clean shutdown waits for the MQTT thread (it says `offline` first).
 pub const MQTT_SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
 /// The label of inactivity incidents.
@@ -100,89 +100,20 @@ pub enum HomeError {
     },
 }
 
-/// A command for the monitor, from the button, the control socket or the MQTT `set` topic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HomeCommand {
-    /// "I am all right": ends a check-in or an alert.
-    Cancel {
-        /// Where the command came from.
-        source: CommandSource,
-    },
-    /// A caregiver has seen the alert `id` (every active alert when `None`).
-    Acknowledge {
-        /// Where the command came from.
-        source: CommandSource,
-        /// Who acknowledged: a caregiver's name, or the source's name when none was given.
-        by: String,
-        /// The incident's id; `None`: every active alert.
-        id: Option<String>,
-    },
-    /// No new check-ins or alerts for `seconds` (default from the config, at most a day).
-    Mute {
-        /// Where the command came from.
-        source: CommandSource,
-        /// How long, in seconds; `None`: `fall.mute_default_seconds`.
-        seconds: Option<f64>,
-    },
-    /// Ends a mute early.
-    Unmute {
-        /// Where the command came from.
-        source: CommandSource,
-    },
-}
-
-impl HomeCommand {
-    /// The command's name for logs ("cancel", "acknowledge", "mute", "unmute").
-    pub fn name(&self) -> &'static str {
-        match self {
-            HomeCommand::Cancel { .. } => "cancel",
-            HomeCommand::Acknowledge { .. } => "acknowledge",
-            HomeCommand::Mute { .. } => "mute",
-            HomeCommand::Unmute { .. } => "unmute",
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Incident {
-    id: String,
-    kind: IncidentKind,
-    label: String,
-    start_unix: f64,
-    seq: u32,
-    lying_max: Option<f32>,
-    alert: AlertInfo,
-    /// The incident reached the alert stage: its records go to `alerts` and the webhook.
-    alerted: bool,
-    muted_until: Option<f64>,
-}
-
+/// Observations the monitor has counted, for the `stats` message.
 #[derive(Debug, Default)]
 struct Counters {
     observations: u64,
     cant_see_observations: u64,
-    records: u64,
-    log_errors: u64,
-    outbox_errors: u64,
 }
 
 /// The facade the pipeline drives. See the module docs.
 pub struct HomeMonitor {
     cfg: HomeConfig,
     machine: FallMonitor,
-    log: EventLog,
-    incidents: HashMap<IncidentId, Incident>,
-    last_scores: Scores,
-    topics: Option<Topics>,
-    mqtt: Option<MqttChannel>,
-    mqtt_outbox: Option<Arc<Outbox>>,
-    webhook: Option<WebhookChannel>,
-    webhook_outbox: Option<Arc<Outbox>>,
-    escalation_outbox: Option<Arc<Outbox>>,
+    incidents: Incidents,
+    delivery: Delivery,
     button: Option<ButtonReader>,
-    commands_tx: Sender<HomeCommand>,
-    commands_rx: Receiver<HomeCommand>,
-    heartbeat: Arc<Mutex<Value>>,
     last_state: Option<MonitorState>,
     first_mono: Option<f64>,
     next_stats_mono: Option<f64>,
@@ -199,38 +130,26 @@ impl std::fmt::Debug for HomeMonitor {
     }
 }
 
-fn outbox_dir(cfg: &HomeConfig, name: &str) -> std::path::PathBuf {
-    cfg.state_dir.join("outbox").join(name)
-}
-
 impl HomeMonitor {
     /// Validates `config`, opens the event log and outboxes under `state_dir`, and starts the
     /// configured channels. Records left in the outboxes by an earlier run are sent first.
-    pub fn start(config: HomeConfig, secrets: HomeSecrets) -> Result<HomeMonitor, HomeError> {
+    /// Commands from the button and the MQTT `set` topic go to `commands`, the pipeline's one
+    /// command bus, which hands them back through [`HomeMonitor::command`].
+    pub fn start(
+        config: HomeConfig,
+        secrets: HomeSecrets,
+        commands: Sender<Command>,
+    ) -> Result<HomeMonitor, HomeError> {
         config.validate()?;
         let machine = FallMonitor::new(&config.fall, config.inactivity.as_ref())?;
-        let log = EventLog::open(&config.state_dir, &config.event_log)?;
-        let (commands_tx, commands_rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
-        let heartbeat = Arc::new(Mutex::new(json!({
-            "topic": "heartbeat",
-            "type": "heartbeat",
-            "node": config.node_id,
-        })));
+        let incidents = Incidents::new(&config);
+        let state = state_json(&incidents, &machine.state());
+        let delivery = Delivery::start(&config, &secrets, state, commands.clone())?;
         let mut monitor = HomeMonitor {
             machine,
-            log,
-            incidents: HashMap::new(),
-            last_scores: Scores::default(),
-            topics: None,
-            mqtt: None,
-            mqtt_outbox: None,
-            webhook: None,
-            webhook_outbox: None,
-            escalation_outbox: None,
+            incidents,
+            delivery,
             button: None,
-            commands_tx,
-            commands_rx,
-            heartbeat,
             last_state: None,
             first_mono: None,
             next_stats_mono: None,
@@ -238,64 +157,14 @@ impl HomeMonitor {
             pipeline_stats: Value::Null,
             cfg: config,
         };
-        let cfg = monitor.cfg.clone();
-        monitor.update_heartbeat(None);
-        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            let mut hb = monitor.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
-            hb["time"] = json!(now.as_secs_f64());
-        }
-        if let Some(m) = &cfg.mqtt {
-            let outbox = Arc::new(Outbox::open(&outbox_dir(&cfg, "mqtt"))?);
-            let channel = MqttChannel::start(
-                m,
-                &cfg.node_id,
-                &cfg.name,
-                secrets.mqtt_password.clone(),
-                outbox.clone(),
-                monitor.commands_tx.clone(),
-            )
-            .map_err(|source| HomeError::Thread {
-                what: "MQTT",
+        if let Some(b) = &monitor.cfg.button {
+            let reader = ButtonReader::start(b, commands).map_err(|source| HomeError::Thread {
+                what: "button",
                 source,
-            })?;
-            monitor.topics = Some(Topics::new(&m.topic_prefix));
-            monitor.mqtt = Some(channel);
-            monitor.mqtt_outbox = Some(outbox);
-        }
-        if let Some(w) = &cfg.webhook {
-            let primary = Arc::new(Outbox::open(&outbox_dir(&cfg, "webhook"))?);
-            let escalation = match &w.escalation_url {
-                Some(_) => Some(Arc::new(Outbox::open(&outbox_dir(
-                    &cfg,
-                    "webhook-escalation",
-                ))?)),
-                None => None,
-            };
-            let channel = WebhookChannel::start(
-                w,
-                secrets.webhook_token.clone(),
-                primary.clone(),
-                escalation.clone(),
-                monitor.heartbeat.clone(),
-            )
-            .map_err(|source| HomeError::Thread {
-                what: "webhook",
-                source,
-            })?;
-            monitor.webhook = Some(channel);
-            monitor.webhook_outbox = Some(primary);
-            monitor.escalation_outbox = escalation;
-        }
-        if let Some(b) = &cfg.button {
-            let reader = ButtonReader::start(b, monitor.commands_tx.clone()).map_err(|source| {
-                HomeError::Thread {
-                    what: "button",
-                    source,
-                }
             })?;
             monitor.button = Some(reader);
         }
-        monitor.publish_state_if_changed();
+        let cfg = &monitor.cfg;
         if cfg.mqtt.is_none() && cfg.webhook.is_none() {
             log::warn!(
                 "home monitor: no [home.mqtt] or [home.webhook] configured: a fall is spoken \
@@ -309,12 +178,8 @@ impl HomeMonitor {
             if cfg.webhook.is_some() { "on" } else { "off" },
             if cfg.button.is_some() { "on" } else { "off" }
         );
+        monitor.publish_state_if_changed();
         Ok(monitor)
-    }
-
-    /// Commands from the MQTT `set` topic and the button. Hand each to [`HomeMonitor::command`].
-    pub fn commands(&self) -> Receiver<HomeCommand> {
-        self.commands_rx.clone()
     }
 
     /// The state machine's state now.
@@ -329,12 +194,7 @@ impl HomeMonitor {
 
     /// Undelivered records: (MQTT, webhook first contact, webhook second contact).
     pub fn pending_deliveries(&self) -> (usize, usize, usize) {
-        let n = |o: &Option<Arc<Outbox>>| o.as_ref().map_or(0, |o| o.len());
-        (
-            n(&self.mqtt_outbox),
-            n(&self.webhook_outbox),
-            n(&self.escalation_outbox),
-        )
+        self.delivery.pending()
     }
 
     /// One frame's observation; returns what to say now.
@@ -345,20 +205,10 @@ impl HomeMonitor {
                 lying,
                 lying_threshold,
                 up,
-            } if lying.is_finite() => {
-                self.last_scores.lying = Some(lying);
-                self.last_scores.lying_threshold = Some(lying_threshold);
-                self.last_scores.up = Some(up);
-                for inc in self.incidents.values_mut() {
-                    if inc.kind == IncidentKind::Fall {
-                        inc.lying_max = Some(inc.lying_max.map_or(lying, |m| m.max(lying)));
-                    }
-                }
-            }
+            } if lying.is_finite() => self.incidents.seen(lying, lying_threshold, up),
             _ => {
                 self.counters.cant_see_observations += 1;
-                self.last_scores.lying = None;
-                self.last_scores.up = None;
+                self.incidents.cant_see();
             }
         }
         let actions = self.machine.observe(obs);
@@ -379,8 +229,8 @@ impl HomeMonitor {
             HomeCommand::Acknowledge { by, id, .. } => {
                 let target = match id {
                     None => None,
-                    Some(id) => match self.incidents.iter().find(|(_, inc)| &inc.id == id) {
-                        Some((n, _)) => Some(*n),
+                    Some(id) => match self.incidents.find(id) {
+                        Some(n) => Some(n),
                         None => {
                             log::warn!("home: acknowledge: no active incident {id:?}");
                             return self.after(at, Vec::new());
@@ -408,267 +258,92 @@ impl HomeMonitor {
         if let Some(mut b) = self.button.take() {
             b.shutdown();
         }
-        if let Some(mut w) = self.webhook.take() {
-            w.shutdown();
-        }
-        if let Some(mut m) = self.mqtt.take() {
-            m.shutdown(MQTT_SHUTDOWN_WAIT);
-        }
+        self.delivery.stop();
     }
 
+    /// Each action becomes a record, logged and sent; then the state and the stats.
     fn after(&mut self, at: &Stamp, actions: Vec<FallAction>) -> Vec<Utterance> {
         let mut speech = Vec::new();
         for action in actions {
-            if let Some(u) = self.emit(at, action) {
-                speech.push(u);
+            let (recorded, say) = self.incidents.apply(at, action);
+            if let Some(r) = recorded {
+                log_record(&r.record);
+                self.delivery.deliver(&r);
             }
+            speech.extend(say);
         }
         self.publish_state_if_changed();
         self.maybe_stats(at);
         speech
     }
 
-    fn new_incident(
-        &mut self,
-        n: IncidentId,
-        kind: IncidentKind,
-        label: &str,
-        start_unix: f64,
-    ) -> &mut Incident {
-        let id = format!(
-            "{}-{}-{}",
-            self.cfg.node_id,
-            (start_unix * 1000.0).round() as i64,
-            kind.as_str()
-        );
-        self.incidents.entry(n).or_insert(Incident {
-            id,
-            kind,
-            label: label.to_string(),
-            start_unix,
-            seq: 0,
-            lying_max: None,
-            alert: AlertInfo::default(),
-            alerted: false,
-            muted_until: None,
-        })
+    fn publish_state_if_changed(&mut self) {
+        let state = self.machine.state();
+        if self.last_state == Some(state) {
+            return;
+        }
+        self.last_state = Some(state);
+        self.delivery
+            .publish_state(&state_json(&self.incidents, &state));
     }
 
-    /// Turns one action into a record, writes and sends it; returns what to say.
-    fn emit(&mut self, at: &Stamp, action: FallAction) -> Option<Utterance> {
-        let speech = self.cfg.speech.clone();
-        let fall_label = self.cfg.fall_label.clone();
-        // A check-in or alert sentence interrupts and has the earcon; the others are status.
-        // `t` is the pipeline's to set (the observer knows its clock).
-        let say = |text: &str, kind| {
-            (!text.is_empty()).then(|| {
-                let urgent = kind == Kind::CheckIn;
-                Utterance {
-                    text: text.to_string(),
-                    kind,
-                    priority: 0,
-                    t: 0.0,
-                    interrupt: urgent,
-                    earcon: urgent,
-                }
+    fn maybe_stats(&mut self, at: &Stamp) {
+        let first = *self.first_mono.get_or_insert(at.mono);
+        if self.next_stats_mono.is_some_and(|t| at.mono < t) {
+            return;
+        }
+        self.next_stats_mono = Some(at.mono + self.cfg.stats_interval_seconds);
+        let uptime = (at.mono - first).max(0.0);
+        let state = state_json(&self.incidents, &self.machine.state());
+        self.delivery.update_heartbeat(&state, Some((at, uptime)));
+        self.delivery.publish_stats(json!({
+            "node": self.cfg.node_id,
+            "time": at.unix,
+            "uptime_seconds": uptime.round(),
+            "observations": self.counters.observations,
+            "cant_see_observations": self.counters.cant_see_observations,
+            "state": state,
+            "pipeline": self.pipeline_stats,
+        }));
+    }
+}
+
+/// The `state` topic's payload: the machine's state, with incident ids.
+fn state_json(incidents: &Incidents, state: &MonitorState) -> Value {
+    let alert = |a: &Option<fall::AlertStatus>| {
+        a.map(|a| {
+            json!({
+                "id": incidents.id(a.incident),
+                "acknowledged": a.acknowledged,
+                "escalated": a.escalated,
             })
-        };
-        let (n, step, update, by, utterance) = match action {
-            FallAction::CheckIn {
-                incident,
-                lying_since,
-            } => {
-                let start = at.unix - (at.mono - lying_since).max(0.0);
-                let lying = self.last_scores.lying;
-                let inc = self.new_incident(incident, IncidentKind::Fall, &fall_label, start);
-                inc.alert.state = AlertState::CheckIn;
-                inc.lying_max = lying;
-                let u = say(&speech.checkin, Kind::CheckIn);
-                (incident, Step::CheckIn, UpdateType::New, None, u)
-            }
-            FallAction::CheckInCancelled { incident, by } => {
-                self.with(incident, |inc| inc.alert.state = AlertState::None);
-                let u = say(&speech.cancelled, Kind::Status);
-                (
-                    incident,
-                    Step::CheckInCancelled,
-                    UpdateType::End,
-                    Some(by.as_str().to_string()),
-                    u,
-                )
-            }
-            FallAction::Recovered { incident } => {
-                self.with(incident, |inc| inc.alert.state = AlertState::None);
-                (incident, Step::Recovered, UpdateType::End, None, None)
-            }
-            FallAction::AlertRaised { incident, kind } => {
-                let update = match kind {
-                    AlertKind::Fall => UpdateType::Update,
-                    AlertKind::Inactivity => {
-                        self.new_incident(
-                            incident,
-                            IncidentKind::Inactivity,
-                            INACTIVITY_LABEL,
-                            at.unix,
-                        );
-                        UpdateType::New
-                    }
-                };
-                self.with(incident, |inc| {
-                    inc.alerted = true;
-                    inc.alert.state = AlertState::Active;
-                    inc.alert.raised_time = Some(at.unix);
-                });
-                let u = match kind {
-                    AlertKind::Fall => say(&speech.alert_raised, Kind::CheckIn),
-                    AlertKind::Inactivity => None,
-                };
-                (incident, Step::Alert, update, None, u)
-            }
-            FallAction::AlertReminder {
-                incident, count, ..
-            } => {
-                self.with(incident, |inc| inc.alert.reminders = count);
-                (incident, Step::Reminder, UpdateType::Update, None, None)
-            }
-            FallAction::AlertEscalated { incident, .. } => {
-                self.with(incident, |inc| {
-                    inc.alert.escalated = true;
-                    inc.alert.contact = Contact::Secondary;
-                    inc.alert.state = AlertState::Escalated;
-                });
-                (incident, Step::Escalated, UpdateType::Update, None, None)
-            }
-            FallAction::AlertAcknowledged { incident, kind, by } => {
-                self.with(incident, |inc| {
-                    inc.alert.state = AlertState::Acknowledged;
-                    inc.alert.acknowledged_by = Some(by.clone());
-                    inc.alert.acknowledged_time = Some(at.unix);
-                });
-                let u = match kind {
-                    AlertKind::Fall => say(&speech.acknowledged, Kind::Status),
-                    AlertKind::Inactivity => None,
-                };
-                (
-                    incident,
-                    Step::Acknowledged,
-                    UpdateType::Update,
-                    Some(by),
-                    u,
-                )
-            }
-            FallAction::AlertResolved { incident, .. } => {
-                self.with(incident, |inc| inc.alert.state = AlertState::Resolved);
-                (incident, Step::Resolved, UpdateType::End, None, None)
-            }
-            FallAction::AlertCancelled { incident, kind, by } => {
-                self.with(incident, |inc| inc.alert.state = AlertState::Cancelled);
-                let u = match kind {
-                    AlertKind::Fall if by.is_local() => say(&speech.cancelled, Kind::Status),
-                    _ => None,
-                };
-                (
-                    incident,
-                    Step::Cancelled,
-                    UpdateType::End,
-                    Some(by.as_str().to_string()),
-                    u,
-                )
-            }
-            FallAction::CantSeeStarted { incident, .. } => {
-                self.new_incident(incident, IncidentKind::CantSee, CANT_SEE_LABEL, at.unix);
-                (incident, Step::CantSeeStarted, UpdateType::New, None, None)
-            }
-            FallAction::CantSeeEnded { incident } => {
-                (incident, Step::CantSeeEnded, UpdateType::End, None, None)
-            }
-            FallAction::Muted {
-                incident,
-                until,
-                by,
-            } => {
-                let update = if self.incidents.contains_key(&incident) {
-                    UpdateType::Update
-                } else {
-                    UpdateType::New
-                };
-                let inc = self.new_incident(incident, IncidentKind::Mute, MUTE_LABEL, at.unix);
-                inc.muted_until = Some(at.unix + (until - at.mono));
-                (
-                    incident,
-                    Step::Muted,
-                    update,
-                    Some(by.as_str().to_string()),
-                    None,
-                )
-            }
-            FallAction::Unmuted { incident } => {
-                self.with(incident, |inc| inc.muted_until = None);
-                (incident, Step::Unmuted, UpdateType::End, None, None)
-            }
-        };
-        let spoken = utterance.as_ref().map(|u| u.text.clone());
-        let Some(inc) = self.incidents.get_mut(&n) else {
-            log::warn!("home: {step:?} for an unknown incident {n}");
-            return utterance;
-        };
-        inc.seq += 1;
-        let scores = if inc.kind == IncidentKind::Fall || inc.kind == IncidentKind::Inactivity {
-            Scores {
-                lying_max: inc.lying_max,
-                ..self.last_scores
-            }
-        } else {
-            Scores {
-                lying_max: None,
-                ..self.last_scores
-            }
-        };
-        let record = EventRecord {
-            id: inc.id.clone(),
-            update,
-            kind: inc.kind,
-            step,
-            label: inc.label.clone(),
-            node: self.cfg.node_id.clone(),
-            seq: inc.seq,
-            time: at.unix,
-            start_time: inc.start_unix,
-            end_time: (update == UpdateType::End).then_some(at.unix),
-            scores,
-            spoken,
-            alert: inc.alert.clone(),
-            by,
-            muted_until: inc.muted_until,
-        };
-        let alerted = inc.alerted;
-        let escalated = inc.alert.escalated;
-        if update == UpdateType::End {
-            self.incidents.remove(&n);
-        }
-        log::info!(
-            "home: {} {} {:?}{}",
-            record.id,
-            serde_json::to_value(record.step)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            record.update,
-            record
-                .spoken
-                .as_deref()
-                .map(|s| format!(", saying {s:?}"))
-                .unwrap_or_default()
-        );
-        self.deliver(&record, alerted, escalated);
-        utterance
-    }
+        })
+    };
+    let escalated = [state.fall_alert, state.inactivity_alert]
+        .iter()
+        .flatten()
+        .any(|a| a.escalated && !a.acknowledged);
+    json!({
+        "fall": state.fall,
+        "fall_alert": alert(&state.fall_alert),
+        "inactivity_alert": alert(&state.inactivity_alert),
+        "escalated": escalated,
+        "cant_see": state.cant_see,
+        "muted": state.muted,
+    })
+}
 
-    fn with(&mut self, n: IncidentId, f: impl FnOnce(&mut Incident)) {
-        if let Some(inc) = self.incidents.get_mut(&n) {
-            f(inc);
-        }
-    }
+fn log_record(r: &EventRecord) {
+    let step = serde_json::to_value(r.step)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let spoken = r
+        .spoken
+        .as_deref()
+        .map(|s| format!(", saying {s:?}"))
+        .unwrap_or_default();
+    log::info!("home: {} {step} {:?}{spoken}", r.id, r.update);
 }
 
 impl Drop for HomeMonitor {
@@ -680,13 +355,15 @@ impl Drop for HomeMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Kind;
+    use events::{AlertState, Step, UpdateType};
 
     fn monitor(dir: &std::path::Path) -> HomeMonitor {
         let cfg = HomeConfig {
             state_dir: dir.to_path_buf(),
             ..HomeConfig::default()
         };
-        HomeMonitor::start(cfg, HomeSecrets::default()).unwrap()
+        HomeMonitor::start(cfg, HomeSecrets::default(), crate::controls::bus().0).unwrap()
     }
 
     fn obs(t: f64, lying: f32, up: bool) -> PersonObservation {
@@ -804,7 +481,8 @@ mod tests {
             ..HomeConfig::default()
         };
         cfg.fall.checkin_seconds = f64::NAN;
-        let e = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap_err();
+        let e =
+            HomeMonitor::start(cfg, HomeSecrets::default(), crate::controls::bus().0).unwrap_err();
         assert!(e.to_string().contains("checkin_seconds"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! removed from disk only after the broker's PUBACK (one in flight at a time, so the PUBACK
 //! is unambiguous; alerts are rare); retained `available` (`online`, and `offline` by last
 //! will or on a clean exit), retained Home Assistant discovery configs and `state`; and the
-//! [`HomeCommand`]s that arrive on `<prefix>/set`, sent to the monitor's command channel.
+//! [`HomeCommand`]s that arrive on `<prefix>/set`, sent to the pipeline's command bus.
 //! Failures: a lost broker is logged once per outage and retried with a growing wait while
 //! records stay on disk; nothing here stops the monitor. The password is handed to the client
 //! and never logged (the client's `MqttOptions` is never formatted).
@@ -24,6 +24,7 @@ use crate::home::config::{MqttConfig, Secret};
 use crate::home::fall::CommandSource;
 use crate::home::outbox::Outbox;
 use crate::home::HomeCommand;
+use crate::types::Command;
 
 /// How long one poll of the connection waits while connected.
 const POLL_CONNECTED: Duration = Duration::from_millis(100);
@@ -285,7 +286,7 @@ struct Worker {
     topics: Topics,
     discovery: Vec<(String, serde_json::Value)>,
     outbox: Arc<Outbox>,
-    commands: Sender<HomeCommand>,
+    commands: Sender<Command>,
     jobs: Receiver<Job>,
     status: Arc<MqttStatus>,
     retained: BTreeMap<String, Vec<u8>>,
@@ -304,7 +305,7 @@ impl MqttChannel {
         name: &str,
         password: Option<Secret>,
         outbox: Arc<Outbox>,
-        commands: Sender<HomeCommand>,
+        commands: Sender<Command>,
     ) -> std::io::Result<MqttChannel> {
         let topics = Topics::new(&cfg.topic_prefix);
         let client_id = cfg.client_id.clone().unwrap_or_else(|| node_id.to_string());
@@ -561,7 +562,7 @@ impl Worker {
                 log::info!("home MQTT: command {}", cmd.name());
                 if self
                     .commands
-                    .send_timeout(cmd, Duration::from_secs(1))
+                    .send_timeout(Command::Home(cmd), Duration::from_secs(1))
                     .is_err()
                 {
                     log::warn!("home MQTT: the command queue is full; command dropped");

@@ -4,9 +4,11 @@
 //! `fall_label` of `[home]`, a `person` label of the loaded banks) and whether any other
 //! person label ("person standing", "person sitting", "person") is in view, and hands that to
 //! [`HomeMonitor::observe`]. A frame too dark to judge becomes [`View::CantSee`], never "nobody
-//! is lying down". Once a second it runs the monitor's timers and the commands that arrived on
-//! the MQTT `set` topic. "OK" and "acknowledge" controls (button, control socket, stdin) become
-//! [`HomeCommand`]s. Time is the monitor's own clock, so timers also run while no frame arrives.
+//! is lying down". Once a second it runs the monitor's timers. Commands reach it on the
+//! pipeline's one bus: the home button's and the MQTT `set` topic's as they are, and the "OK"
+//! and "acknowledge" controls (keys, control socket, stdin) become [`HomeCommand`]s. Time is the monitor's own clock, so timers also run while no frame arrives.
+
+use crossbeam_channel::Sender;
 
 use crate::decide::LabelInfo;
 use crate::home::fall::{CommandSource, PersonObservation, View};
@@ -20,7 +22,7 @@ use crate::types::{Command, Control, Origin};
 /// How far above the fall label's threshold (in z) a pose "fallen" verdict counts.
 const POSE_EVIDENCE_Z: f32 = 1.0;
 
-/// Timers and MQTT commands are looked at this often, in seconds.
+/// Timers are run this often, in seconds.
 const TICK_S: f64 = 1.0;
 
 /// The pipeline [`Observer`] that drives a [`HomeMonitor`]: fall-label scores in, check-ins out.
@@ -33,8 +35,13 @@ pub struct HomeObserver {
 
 impl HomeObserver {
     /// Starts the monitor of `config` (its channels, its event log) watching `labels`, the
-    /// loaded banks' labels; `home.fall_label` must be one of them.
-    pub fn start(config: &HomeConfig, labels: &[LabelInfo]) -> Result<Self, HomeError> {
+    /// loaded banks' labels; `home.fall_label` must be one of them. Its button and MQTT
+    /// commands go to `commands`, the pipeline's command bus.
+    pub fn start(
+        config: &HomeConfig,
+        labels: &[LabelInfo],
+        commands: Sender<Command>,
+    ) -> Result<Self, HomeError> {
         if !labels.iter().any(|l| l.label == config.fall_label) {
             return Err(HomeError::FallLabel {
                 label: config.fall_label.clone(),
@@ -46,7 +53,7 @@ impl HomeObserver {
             });
         }
         let secrets = HomeSecrets::load(config)?;
-        let monitor = HomeMonitor::start(config.clone(), secrets)?;
+        let monitor = HomeMonitor::start(config.clone(), secrets, commands)?;
         Ok(Self::new(monitor, config.fall_label.clone()))
     }
 
@@ -102,19 +109,24 @@ impl Observer for HomeObserver {
     }
 
     fn control(&mut self, command: Command, t: f64) -> Vec<Utterance> {
-        // The socket is a socket; a key or the terminal is the button near the person.
-        let source = match command.origin {
-            Origin::Socket => CommandSource::Socket,
-            Origin::Key | Origin::Stdin => CommandSource::Button,
-        };
-        let cmd = match command.control {
-            Control::Ok => HomeCommand::Cancel { source },
-            Control::Acknowledge => HomeCommand::Acknowledge {
-                source,
-                by: "local".into(),
-                id: None,
-            },
-            _ => return Vec::new(),
+        let cmd = match command {
+            Command::Home(cmd) => cmd,
+            Command::User { control, origin } => {
+                // The socket is a socket; a key or the terminal is the button near the person.
+                let source = match origin {
+                    Origin::Socket => CommandSource::Socket,
+                    Origin::Key | Origin::Stdin => CommandSource::Button,
+                };
+                match control {
+                    Control::Ok => HomeCommand::Cancel { source },
+                    Control::Acknowledge => HomeCommand::Acknowledge {
+                        source,
+                        by: "local".into(),
+                        id: None,
+                    },
+                    _ => return Vec::new(),
+                }
+            }
         };
         let at = self.clock.now();
         Self::convert(self.monitor.command(&at, cmd), t)
@@ -144,12 +156,7 @@ impl HomeObserver {
         }
         self.last_tick = mono;
         let at = self.clock.now();
-        let mut said = self.monitor.tick(&at);
-        let commands = self.monitor.commands();
-        while let Ok(cmd) = commands.try_recv() {
-            said.extend(self.monitor.command(&at, cmd));
-        }
-        said
+        self.monitor.tick(&at)
     }
 }
 

@@ -358,7 +358,7 @@ impl Pipeline {
                 },
                 recv(controls) -> msg => {
                     if let Ok(c) = msg {
-                        if c.control == Control::Quit {
+                        if matches!(c, Command::User { control: Control::Quit, .. }) {
                             stop.store(true, Ordering::Relaxed);
                             break;
                         }
@@ -436,16 +436,20 @@ impl Pipeline {
         speech: &Sender<SpeechCommand>,
         say: &dyn Fn(Utterance),
     ) {
-        log::info!("control: {:?} from {:?}", c.control, c.origin);
-        match c.control {
-            Control::Describe => say(self.engine.describe(st.last_t)),
-            Control::Mute => {
+        log::info!("command: {c:?}");
+        let control = match &c {
+            Command::User { control, .. } => Some(*control),
+            Command::Home(_) => None,
+        };
+        match control {
+            Some(Control::Describe) => say(self.engine.describe(st.last_t)),
+            Some(Control::Mute) => {
                 let _ = speech.send_timeout(SpeechCommand::Mute(None), POLL);
             }
-            Control::Repeat => {
+            Some(Control::Repeat) => {
                 let _ = speech.send_timeout(SpeechCommand::RepeatLast, POLL);
             }
-            Control::Verbosity => {
+            Some(Control::Verbosity) => {
                 let v = self.engine.verbosity().next();
                 self.engine.set_verbosity(v);
                 say(Utterance {
@@ -453,7 +457,7 @@ impl Pipeline {
                     ..Utterance::status(v.describe(), st.last_t)
                 });
             }
-            Control::Ok | Control::Acknowledge | Control::Quit => {}
+            _ => {}
         }
         if let Some(obs) = self.observer.as_mut() {
             for u in obs.control(c, st.last_t) {

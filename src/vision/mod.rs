@@ -10,6 +10,7 @@ pub mod gate;
 pub mod ort;
 pub mod pose;
 pub mod preprocess;
+mod resample;
 pub mod select;
 pub mod tract;
 

@@ -14,9 +14,7 @@
 
 use crate::model::{ImageSpec, Interpolation, ResizeMode};
 use crate::types::RgbView;
-
-/// Fixed-point precision of Pillow's 8-bit resampler (`32 - 8 - 2`).
-const PRECISION_BITS: u32 = 22;
+use crate::vision::resample::{horizontal_row, vertical_row, Taps};
 
 /// Why a frame could not be preprocessed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,112 +56,6 @@ impl<'a> From<&'a image::RgbImage> for RgbView<'a> {
             height: img.height(),
             pixels: img.as_raw(),
         }
-    }
-}
-
-/// Per-output-position filter taps for one axis, in Pillow's fixed point.
-#[derive(Debug, Clone)]
-struct Taps {
-    /// The first output position the taps are for.
-    start: usize,
-    /// `(first source index, tap count)` per output position from `start`.
-    bounds: Vec<(usize, usize)>,
-    ksize: usize,
-    weights: Vec<i32>,
-}
-
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-fn bilinear(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
-    }
-}
-
-impl Taps {
-    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`, for the outputs
-    /// `[start, start + len)` only: a 1 × 4 000 000 strip resizes to 224 × 896 000 000, of which
-    /// the crop needs 224 rows, so taps for the whole axis would take gigabytes.
-    fn new(
-        in_size: usize,
-        out_size: usize,
-        start: usize,
-        len: usize,
-        interpolation: Interpolation,
-    ) -> Taps {
-        let (support, filter): (f64, fn(f64) -> f64) = match interpolation {
-            Interpolation::Bicubic => (2.0, bicubic),
-            Interpolation::Bilinear => (1.0, bilinear),
-        };
-        let scale = in_size as f64 / out_size as f64;
-        let filterscale = scale.max(1.0);
-        let support = support * filterscale;
-        let ksize = support.ceil() as usize * 2 + 1;
-        let mut bounds = Vec::with_capacity(len);
-        let mut weights = vec![0i32; len * ksize];
-        let mut k = vec![0f64; ksize];
-        let one = f64::from(1u32 << PRECISION_BITS);
-        for (i, xx) in (start..start + len).enumerate() {
-            let center = (xx as f64 + 0.5) * scale;
-            let ss = 1.0 / filterscale;
-            // C casts truncate toward zero, as `as` does.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let count = xmax.saturating_sub(xmin).min(ksize);
-            let mut ww = 0.0;
-            for (x, kx) in k.iter_mut().enumerate().take(count) {
-                let w = filter(((x + xmin) as f64 - center + 0.5) * ss);
-                *kx = w;
-                ww += w;
-            }
-            let row = &mut weights[i * ksize..(i + 1) * ksize];
-            for x in 0..count {
-                let w = if ww != 0.0 { k[x] / ww } else { k[x] };
-                row[x] = if w < 0.0 {
-                    (-0.5 + w * one) as i32
-                } else {
-                    (0.5 + w * one) as i32
-                };
-            }
-            bounds.push((xmin, count));
-        }
-        Taps {
-            start,
-            bounds,
-            ksize,
-            weights,
-        }
-    }
-
-    /// The first source index and the weights of output `out` (inside the window).
-    fn taps(&self, out: usize) -> (usize, &[i32]) {
-        let i = out - self.start;
-        let (first, count) = self.bounds[i];
-        (first, &self.weights[i * self.ksize..i * self.ksize + count])
-    }
-}
-
-#[inline]
-fn clip8(v: i32) -> u8 {
-    if v >= (1 << PRECISION_BITS << 8) {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
     }
 }
 
@@ -214,9 +106,9 @@ impl Plan {
             resized,
             crop,
             horizontal: (resized.0 != w)
-                .then(|| Taps::new(w, resized.0, crop.0, n, spec.interpolation)),
+                .then(|| Taps::window(w, resized.0, crop.0, n, spec.interpolation)),
             vertical: (resized.1 != h)
-                .then(|| Taps::new(h, resized.1, crop.1, n, spec.interpolation)),
+                .then(|| Taps::window(h, resized.1, crop.1, n, spec.interpolation)),
         }
     }
 }
@@ -325,19 +217,7 @@ impl Preprocessor {
                 for y in 0..rows {
                     let line = &src.pixels[(y0 + y) * w * 3..(y0 + y + 1) * w * 3];
                     let out = &mut self.tmp[y * n * 3..(y + 1) * n * 3];
-                    for x in 0..n {
-                        let (first, k) = hz.taps(cx + x);
-                        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                        for (i, &wgt) in k.iter().enumerate() {
-                            let p = (first + i) * 3;
-                            acc[0] += i32::from(line[p]) * wgt;
-                            acc[1] += i32::from(line[p + 1]) * wgt;
-                            acc[2] += i32::from(line[p + 2]) * wgt;
-                        }
-                        out[x * 3] = clip8(acc[0]);
-                        out[x * 3 + 1] = clip8(acc[1]);
-                        out[x * 3 + 2] = clip8(acc[2]);
-                    }
+                    horizontal_row(hz, cx, line, out);
                 }
             }
             None => {
@@ -351,17 +231,8 @@ impl Preprocessor {
         // Vertical pass: output rows [cy, cy + n) from tmp.
         match &plan.vertical {
             Some(vt) => {
-                let stride = n * 3;
-                for y in 0..n {
-                    let (first, k) = vt.taps(cy + y);
-                    let out = &mut self.rgb[y * stride..(y + 1) * stride];
-                    for (x, o) in out.iter_mut().enumerate() {
-                        let mut acc = 1i32 << (PRECISION_BITS - 1);
-                        for (i, &wgt) in k.iter().enumerate() {
-                            acc += i32::from(self.tmp[(first - y0 + i) * stride + x]) * wgt;
-                        }
-                        *o = clip8(acc);
-                    }
+                for (y, out) in self.rgb.chunks_exact_mut(n * 3).enumerate() {
+                    vertical_row(vt, cy + y, &self.tmp, y0, out);
                 }
             }
             None => self.rgb.copy_from_slice(&self.tmp[..n * n * 3]),
@@ -445,31 +316,7 @@ mod tests {
         let rgb = p.resize_crop(RgbView::new(1, 4_000_000, &px).unwrap());
         assert!(rgb.iter().all(|&v| v == 90));
         let plan = p.plan.as_ref().unwrap();
-        assert_eq!(plan.vertical.as_ref().unwrap().bounds.len(), 224);
-    }
-
-    #[test]
-    fn windowed_taps_equal_the_full_axis() {
-        let full = Taps::new(640, 335, 0, 335, Interpolation::Bicubic);
-        let part = Taps::new(640, 335, 56, 224, Interpolation::Bicubic);
-        for out in 56..280 {
-            assert_eq!(full.taps(out), part.taps(out));
-        }
-    }
-
-    #[test]
-    fn taps_sum_to_one_and_stay_in_bounds() {
-        for (i, o) in [(640, 224), (224, 640), (100, 99), (3, 224), (1000, 7)] {
-            for f in [Interpolation::Bicubic, Interpolation::Bilinear] {
-                let t = Taps::new(i, o, 0, o, f);
-                for out in 0..o {
-                    let (first, k) = t.taps(out);
-                    assert!(first + k.len() <= i);
-                    let sum: i64 = k.iter().map(|&w| i64::from(w)).sum();
-                    assert!((sum - (1 << PRECISION_BITS)).abs() < 64, "{i}->{o} {sum}");
-                }
-            }
-        }
+        assert_eq!(plan.vertical.as_ref().unwrap().len(), 224);
     }
 
     #[test]

@@ -334,17 +334,19 @@ impl Feed {
         self.run(m, seconds, 0.55, false);
     }
 
-    /// Routes commands that arrived on the monitor's channel, as the pipeline would.
+    /// Routes the home commands that arrived on the command bus, as the pipeline would.
     pub fn route_commands(
         &mut self,
         m: &mut HomeMonitor,
-        rx: &Receiver<clipsight::home::HomeCommand>,
+        rx: &Receiver<clipsight::Command>,
     ) -> usize {
         let mut n = 0;
         while let Ok(cmd) = rx.try_recv() {
-            let at = self.at();
-            self.said.extend(m.command(&at, cmd));
-            n += 1;
+            if let clipsight::Command::Home(cmd) = cmd {
+                let at = self.at();
+                self.said.extend(m.command(&at, cmd));
+                n += 1;
+            }
         }
         n
     }

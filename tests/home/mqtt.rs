@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use clipsight::controls::bus;
 use clipsight::home::{CommandSource, HomeCommand, HomeMonitor, HomeSecrets};
 
 use crate::common::*;
@@ -18,8 +19,8 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
     );
     let mut cfg = home_config(dir.path(), Some(broker.port), prefix);
     cfg.fall.ack_seconds = 100_000.0; // no escalation update in this test
-    let mut m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
-    let commands = m.commands();
+    let (bus, commands) = bus();
+    let mut m = HomeMonitor::start(cfg, HomeSecrets::default(), bus).unwrap();
     // Online, retained, and Home Assistant discovery.
     sub.wait_for(&format!("{prefix}/available"), |m| m.payload == "online");
     let disc = sub.wait_for(
@@ -149,7 +150,7 @@ fn mqtt_alert_survives_broker_outage_and_restart() {
     // A fall while the broker is down: the alert waits on disk.
     let dir = tempfile::tempdir().unwrap();
     let cfg = home_config(dir.path(), Some(port), prefix);
-    let mut m = HomeMonitor::start(cfg.clone(), HomeSecrets::default()).unwrap();
+    let mut m = HomeMonitor::start(cfg.clone(), HomeSecrets::default(), bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 60.0);
@@ -162,7 +163,7 @@ fn mqtt_alert_survives_broker_outage_and_restart() {
     m.shutdown();
     let outbox = dir.path().join("outbox/mqtt");
     assert!(std::fs::read_dir(&outbox).unwrap().count() >= 3);
-    let m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let m = HomeMonitor::start(cfg, HomeSecrets::default(), bus().0).unwrap();
 
     // The broker comes back: the queued alert is delivered and leaves the disk.
     broker.run();
@@ -193,7 +194,7 @@ fn mqtt_child_process_helper() {
     let port: u16 = port.parse().unwrap();
     let dir = std::env::var("CLIPSIGHT_HOME_TEST_CHILD_DIR").unwrap();
     let cfg = home_config(std::path::Path::new(&dir), Some(port), "t3/home");
-    let _m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let _m = HomeMonitor::start(cfg, HomeSecrets::default(), bus().0).unwrap();
     println!("CHILD READY");
     // Wait to be killed; give up after a while so an orphan cannot linger.
     std::thread::sleep(Duration::from_secs(60));
@@ -230,12 +231,13 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = "t4/home";
     let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+    let (bus_tx, commands) = bus();
     let mut m = HomeMonitor::start(
         home_config(dir.path(), Some(broker.port), prefix),
         HomeSecrets::default(),
+        bus_tx,
     )
     .unwrap();
-    let commands = m.commands();
     sub.wait_for(&format!("{prefix}/available"), |m| m.payload == "online");
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
@@ -247,6 +249,9 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
 
     sub.publish(&format!("{prefix}/set"), "cancel");
     let cmd = commands.recv_timeout(WAIT).expect("the cancel command");
+    let clipsight::Command::Home(cmd) = cmd else {
+        panic!("not a home command: {cmd:?}")
+    };
     assert_eq!(
         cmd,
         HomeCommand::Cancel {
@@ -290,7 +295,10 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     let live = commands
         .recv_timeout(WAIT)
         .expect("delivered live, it is a command");
-    assert_eq!(live.name(), "cancel");
+    assert!(
+        matches!(live, clipsight::Command::Home(HomeCommand::Cancel { .. })),
+        "{live:?}"
+    );
     let onlines = || {
         sub.on(&format!("{prefix}/available"))
             .iter()
@@ -303,13 +311,14 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     if let Some(mq) = &mut cfg2.mqtt {
         mq.client_id = Some("t4-second".into());
     }
-    let second = HomeMonitor::start(cfg2, HomeSecrets::default()).unwrap();
+    let (second_bus, second_commands) = bus();
+    let second = HomeMonitor::start(cfg2, HomeSecrets::default(), second_bus).unwrap();
     wait_for("the second monitor online", || {
         (onlines() > before).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        second.commands().try_recv().is_err(),
+        second_commands.try_recv().is_err(),
         "a retained command was acted on"
     );
     second.shutdown();
@@ -326,7 +335,7 @@ fn mqtt_alert_still_goes_out_when_the_event_log_disk_is_full() {
     std::os::unix::fs::symlink("/dev/full", dir.path().join("events.jsonl")).unwrap();
     let mut cfg = home_config(dir.path(), Some(broker.port), prefix);
     cfg.fall.ack_seconds = 100_000.0;
-    let mut m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let mut m = HomeMonitor::start(cfg, HomeSecrets::default(), bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 120.0);

@@ -59,25 +59,32 @@ fn test_bank(model: &Path, out: &Path) {
     bank.save(out).unwrap();
 }
 
-#[test]
-fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
-    let broker = Broker::start("");
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = "replay/home";
-    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+/// Writes `run --config` for the tiny model and the test bank: `standing` frames of a person
+/// up, then `lying` frames of a person on the floor, at 10 fps, with short fall timers.
+/// Returns the config's path.
+fn tiny_home_config(
+    dir: &Path,
+    broker: &Broker,
+    prefix: &str,
+    (standing, lying): (usize, usize),
+    checkin_seconds: f64,
+) -> PathBuf {
     let model = root().join("tests/fixtures/tiny-clip");
-    let bank = dir.path().join("home-test.safetensors");
+    let bank = dir.join("home-test.safetensors");
     test_bank(&model, &bank);
-    // 1 s standing, then 5 s on the floor, at 10 fps.
-    let frames = dir.path().join("frames");
+    let frames = dir.join("frames");
     std::fs::create_dir(&frames).unwrap();
-    for i in 0..60 {
-        let p = if i < 10 { "giraffe.jpg" } else { "dog.jpg" };
+    for i in 0..standing + lying {
+        let p = if i < standing {
+            "giraffe.jpg"
+        } else {
+            "dog.jpg"
+        };
         std::fs::copy(photo(p), frames.join(format!("{i:04}.jpg"))).unwrap();
     }
-    let mut home = home_config(&dir.path().join("state"), Some(broker.port), prefix);
+    let mut home = home_config(&dir.join("state"), Some(broker.port), prefix);
     home.fall.lying_seconds = 1.0;
-    home.fall.checkin_seconds = 1.5;
+    home.fall.checkin_seconds = checkin_seconds;
     home.fall.ack_seconds = 100_000.0;
     let config = RunConfig {
         model: Some(model),
@@ -85,19 +92,30 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
         source: Some(frames.to_string_lossy().into()),
         fps: Some(10.0),
         speaker: Some(SpeakerKind::Wav),
-        speech_dir: Some(dir.path().join("speech")),
+        speech_dir: Some(dir.join("speech")),
         home: Some(home),
         ..Default::default()
     };
-    let config_path = dir.path().join("home.toml");
+    let config_path = dir.join("home.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    config_path
+}
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
+fn run_binary(config: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"));
+    cmd.arg("run").arg("--config").arg(config);
+    cmd
+}
+
+#[test]
+fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
+    let broker = Broker::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "replay/home";
+    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+    // 1 s standing, then 5 s on the floor.
+    let config_path = tiny_home_config(dir.path(), &broker, prefix, (10, 50), 1.5);
+    let out = run_binary(&config_path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 
@@ -120,6 +138,42 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
     // The event log on disk has the same story.
     let log = std::fs::read_to_string(dir.path().join("state/events.jsonl")).unwrap_or_default();
     assert!(log.contains("person lying on the floor"), "{log}");
+}
+
+/// A caregiver's "cancel" on the MQTT `set` topic reaches the running monitor through the
+/// pipeline's one command bus: the check-in ends, said aloud, recorded `by: mqtt`, no alert.
+#[test]
+fn mqtt_set_cancel_reaches_the_running_binary_through_the_command_bus() {
+    let broker = Broker::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "bus/home";
+    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
+    // 1 s standing, then 9 s on the floor; the check-in would wait 60 s for an answer.
+    let config_path = tiny_home_config(dir.path(), &broker, prefix, (10, 90), 60.0);
+    let child = run_binary(&config_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sub.wait_for(&format!("{prefix}/events"), |m| {
+        m.json()["step"] == "check_in"
+    });
+    sub.publish(&format!("{prefix}/set"), "cancel");
+    let end = sub.wait_for(&format!("{prefix}/events"), |m| {
+        m.json()["step"] == "check_in_cancelled"
+    });
+    assert_eq!(end.json()["by"], "mqtt");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
+    assert!(
+        transcript.contains("All right. I will not call anyone."),
+        "{transcript}"
+    );
+    assert!(sub.on(&format!("{prefix}/alerts")).is_empty());
 }
 
 /// Runs the home profile with the shipped models (default bundle, person/pose model, home bank)

@@ -67,7 +67,8 @@ fn secrets_never_logged_mqtt_webhook() {
     };
     let mut bad_cfg_no_hook = bad_cfg.clone();
     bad_cfg_no_hook.webhook = None;
-    let bad = HomeMonitor::start(bad_cfg_no_hook, bad_secrets).unwrap();
+    let bad =
+        HomeMonitor::start(bad_cfg_no_hook, bad_secrets, clipsight::controls::bus().0).unwrap();
 
     let sub = Subscriber::connect_with(
         broker.port,
@@ -78,7 +79,7 @@ fn secrets_never_logged_mqtt_webhook() {
             credentials: Some(("carer", MQTT_PASSWORD)),
         },
     );
-    let mut m = HomeMonitor::start(cfg, secrets).unwrap();
+    let mut m = HomeMonitor::start(cfg, secrets, clipsight::controls::bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 60.0);

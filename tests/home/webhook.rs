@@ -24,7 +24,8 @@ fn webhook_posts_the_alert_and_retries_after_a_500() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = home_config(dir.path(), None, "w1");
     cfg.webhook = Some(webhook(server.url("/hook")));
-    let mut m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let mut m =
+        HomeMonitor::start(cfg, HomeSecrets::default(), clipsight::controls::bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 60.0);
@@ -66,7 +67,7 @@ fn webhook_heartbeat_is_posted_periodically() {
     let mut w = webhook(server.url("/beat"));
     w.heartbeat_seconds = 0.3;
     cfg.webhook = Some(w);
-    let m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let m = HomeMonitor::start(cfg, HomeSecrets::default(), clipsight::controls::bus().0).unwrap();
     let reqs = wait_for("two heartbeats", || {
         let r = server.requests();
         (r.len() >= 2).then_some(r)
@@ -92,7 +93,8 @@ fn webhook_escalation_reaches_the_second_contact() {
     w.escalation_url = Some(second.url("/second"));
     cfg.webhook = Some(w);
     cfg.fall.ack_seconds = 60.0;
-    let mut m = HomeMonitor::start(cfg, HomeSecrets::default()).unwrap();
+    let mut m =
+        HomeMonitor::start(cfg, HomeSecrets::default(), clipsight::controls::bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
     feed.lying(&mut m, 120.0); // alert at ~45 s, escalation 60 s later

@@ -31,6 +31,7 @@ use crate::home::clock::Stamp;
 use crate::home::config::{
     ConfigError, FallConfig, InactivityConfig, RealertPolicy, MAX_MUTE_SECONDS,
 };
+pub use crate::types::CommandSource;
 
 /// Seconds of "up" evidence that count as "seen up" for the inactivity check (shorter than
 /// T3: walking through the room is a sign of life).
@@ -62,37 +63,6 @@ pub struct PersonObservation {
     pub at: Stamp,
     /// What it showed.
     pub view: View,
-}
-
-/// Who sent a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandSource {
-    /// The evdev button near the person.
-    Button,
-    /// The local control socket.
-    Socket,
-    /// The MQTT `set` topic.
-    Mqtt,
-    /// The program itself (tests, the pipeline).
-    Api,
-}
-
-impl CommandSource {
-    /// The source's name in records and logs ("button", "socket", "mqtt", "api").
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandSource::Button => "button",
-            CommandSource::Socket => "socket",
-            CommandSource::Mqtt => "mqtt",
-            CommandSource::Api => "api",
-        }
-    }
-
-    /// Whether the command was given at the device, so the person is there and answering.
-    pub fn is_local(self) -> bool {
-        matches!(self, CommandSource::Button | CommandSource::Socket)
-    }
 }
 
 /// Which kind of alert.

@@ -13,11 +13,9 @@
 use crate::model::Interpolation;
 use crate::types::RgbView;
 use crate::vision::preprocess::PreprocessError;
+use crate::vision::resample::{horizontal_row, vertical_row, Taps};
 
 use super::manifest::{ChannelOrder, PersonManifest, TensorLayout};
-
-/// Fixed-point precision of Pillow's 8-bit resampler (`32 - 8 - 2`).
-const PRECISION_BITS: u32 = 22;
 
 /// Where the frame landed on the square: what decoding needs to map coordinates back.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,104 +58,6 @@ impl Geometry {
     }
 }
 
-/// Per-output-position filter taps for one axis, in Pillow's fixed point.
-#[derive(Debug, Clone)]
-struct Taps {
-    /// `(first source index, tap count)` per output position.
-    bounds: Vec<(usize, usize)>,
-    ksize: usize,
-    weights: Vec<i32>,
-}
-
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-fn bilinear(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
-    }
-}
-
-impl Taps {
-    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for a whole axis.
-    fn new(in_size: usize, out_size: usize, interpolation: Interpolation) -> Taps {
-        let (support, filter): (f64, fn(f64) -> f64) = match interpolation {
-            Interpolation::Bicubic => (2.0, bicubic),
-            Interpolation::Bilinear => (1.0, bilinear),
-        };
-        let scale = in_size as f64 / out_size as f64;
-        let filterscale = scale.max(1.0);
-        let support = support * filterscale;
-        let ksize = support.ceil() as usize * 2 + 1;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
-        let mut k = vec![0f64; ksize];
-        let one = f64::from(1u32 << PRECISION_BITS);
-        let ss = 1.0 / filterscale;
-        for xx in 0..out_size {
-            let center = (xx as f64 + 0.5) * scale;
-            // C casts truncate toward zero, as `as` does.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let count = xmax.saturating_sub(xmin).min(ksize);
-            let mut ww = 0.0;
-            for (x, kx) in k.iter_mut().enumerate().take(count) {
-                let w = filter(((x + xmin) as f64 - center + 0.5) * ss);
-                *kx = w;
-                ww += w;
-            }
-            let row = &mut weights[xx * ksize..(xx + 1) * ksize];
-            for x in 0..count {
-                let w = if ww != 0.0 { k[x] / ww } else { k[x] };
-                row[x] = if w < 0.0 {
-                    (-0.5 + w * one) as i32
-                } else {
-                    (0.5 + w * one) as i32
-                };
-            }
-            bounds.push((xmin, count));
-        }
-        Taps {
-            bounds,
-            ksize,
-            weights,
-        }
-    }
-
-    /// The first source index and the weights of output `out`.
-    #[inline]
-    fn taps(&self, out: usize) -> (usize, &[i32]) {
-        let (first, count) = self.bounds[out];
-        (
-            first,
-            &self.weights[out * self.ksize..out * self.ksize + count],
-        )
-    }
-}
-
-#[inline]
-fn clip8(v: i32) -> u8 {
-    if v >= (1 << PRECISION_BITS << 8) {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
-    }
-}
-
 /// The cached plan for one input size.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -166,38 +66,6 @@ struct Plan {
     vertical: Option<Taps>,
     /// Pillow 13: `(h − nh) > 0 && (h − nh) > 2·(w − nw)` runs the vertical pass first.
     vertical_first: bool,
-}
-
-/// One output row of the horizontal pass: `line` (RGB8) through `taps` into `out`.
-#[inline]
-fn horizontal_row(taps: &Taps, line: &[u8], out: &mut [u8]) {
-    for (x, px) in out.chunks_exact_mut(3).enumerate() {
-        let (first, k) = taps.taps(x);
-        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-        for (i, &wgt) in k.iter().enumerate() {
-            let p = (first + i) * 3;
-            acc[0] += i32::from(line[p]) * wgt;
-            acc[1] += i32::from(line[p + 1]) * wgt;
-            acc[2] += i32::from(line[p + 2]) * wgt;
-        }
-        px[0] = clip8(acc[0]);
-        px[1] = clip8(acc[1]);
-        px[2] = clip8(acc[2]);
-    }
-}
-
-/// Output row `y` of the vertical pass over `src` (rows of `out.len()` bytes).
-#[inline]
-fn vertical_row(taps: &Taps, y: usize, src: &[u8], out: &mut [u8]) {
-    let stride = out.len();
-    let (first, k) = taps.taps(y);
-    for (x, o) in out.iter_mut().enumerate() {
-        let mut acc = 1i32 << (PRECISION_BITS - 1);
-        for (i, &wgt) in k.iter().enumerate() {
-            acc += i32::from(src[(first + i) * stride + x]) * wgt;
-        }
-        *o = clip8(acc);
-    }
 }
 
 /// Letterboxes frames into the square RGB8 canvas and converts it to the input tensor,
@@ -309,12 +177,12 @@ impl Letterbox {
                 let (src_row, tmp) = (w * 3, &mut self.tmp);
                 tmp.resize(nh * src_row, 0);
                 for (y, out) in tmp.chunks_exact_mut(src_row).enumerate() {
-                    vertical_row(vt, y, src.pixels, out);
+                    vertical_row(vt, y, src.pixels, 0, out);
                 }
                 for (y, line) in tmp.chunks_exact(src_row).enumerate() {
                     let out = &mut self.canvas[canvas_row(y)..canvas_row(y) + row];
                     match hz {
-                        Some(hz) => horizontal_row(hz, line, out),
+                        Some(hz) => horizontal_row(hz, 0, line, out),
                         None => out.copy_from_slice(line),
                     }
                 }
@@ -327,7 +195,7 @@ impl Letterbox {
                         self.tmp.resize(h * row, 0);
                         let lines = src.pixels.chunks_exact(w * 3);
                         for (line, out) in lines.zip(self.tmp.chunks_exact_mut(row)) {
-                            horizontal_row(hz, line, out);
+                            horizontal_row(hz, 0, line, out);
                         }
                         &self.tmp
                     }
@@ -336,7 +204,7 @@ impl Letterbox {
                 for y in 0..nh {
                     let out = &mut self.canvas[canvas_row(y)..canvas_row(y) + row];
                     match vt {
-                        Some(vt) => vertical_row(vt, y, rows, out),
+                        Some(vt) => vertical_row(vt, y, rows, 0, out),
                         None => out.copy_from_slice(&rows[y * row..(y + 1) * row]),
                     }
                 }
