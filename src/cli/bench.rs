@@ -14,10 +14,12 @@
 //! - with a reference: the cosine of each photo's embedding against the reference's, and with
 //!   banks, how often both pick the same top-1 label.
 //!
-//! Timings are measurements, never assertions. Failures are [`BenchError`]s; a photo that
+//! Timings are measurements, never assertions. Failures are errors with context (this is the command's edge); a photo that
 //! cannot be decoded is skipped and counted, as in the pipeline.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,22 +27,22 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::capture::decode::{decode_file, DecodeLimits};
-use crate::capture::{image_files, CaptureError, FolderSource};
+use crate::capture::{image_files, FolderSource};
 use crate::matching::Matcher;
-use crate::model::{Bundle, BundleError, ModelIdentity};
+use crate::model::{Bundle, ModelIdentity};
 use crate::pipeline::metrics::{Latency, Percentiles};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
-use crate::prompts::bank::{Bank, BankEntry, BankError};
+use crate::prompts::bank::{Bank, BankEntry};
 use crate::speech::{LogSpeaker, SpeechThread, VoiceConfig};
 use crate::types::Category;
 use crate::types::Command;
 use crate::types::RgbView;
 use crate::types::Scores;
-use crate::vision::encoder::{EncodeError, EncoderOptions, ImageGraph};
+use crate::vision::encoder::{EncoderOptions, ImageGraph};
 use crate::vision::gate::{DarkConfig, GateConfig};
 use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
 use crate::vision::select::load_image_encoder;
-use crate::vision::{EmbedError, ImageEmbedder};
+use crate::vision::ImageEmbedder;
 
 /// The pipeline replay is fed this much faster than the encoder-only rate, so that the encoder
 /// (not the replay clock) limits it.
@@ -51,42 +53,6 @@ pub const SYNTHETIC_LABELS: usize = 80;
 pub const CAMERA_FRAME: (u32, u32) = (640, 480);
 /// How many times that frame is preprocessed.
 const CAMERA_FRAME_RUNS: usize = 200;
-
-/// Why a benchmark run could not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The model bundle cannot be loaded.
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    /// A prompt bank cannot be loaded.
-    #[error(transparent)]
-    Bank(#[from] BankError),
-    /// The encoder under test or the reference cannot be loaded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// Embedding a photo failed.
-    #[error(transparent)]
-    Embed(#[from] EmbedError),
-    /// The pipeline replay failed.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    /// The photo folder cannot be opened for the replay.
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-    /// The photo folder cannot be read.
-    #[error("{path}: cannot list photos: {source}")]
-    Photos {
-        /// The photo folder.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Nothing to measure: zero iterations, no photos, no decodable photo, or a bank whose
-    /// dimension differs from the encoder's.
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Which encoder to measure.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,13 +284,11 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// The photos of a folder, in file-name order.
-pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
-    let files = image_files(dir).map_err(|source| BenchError::Photos {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+pub fn list_photos(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let files =
+        image_files(dir).with_context(|| format!("{}: cannot list photos", dir.display()))?;
     if files.is_empty() {
-        return Err(BenchError::Invalid(format!(
+        return Err(anyhow::anyhow!(format!(
             "{}: no photos in the folder",
             dir.display()
         )));
@@ -338,7 +302,7 @@ struct Resolved {
     spec: PreprocessSpec,
 }
 
-fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
+fn resolve(source: &EncoderSource) -> anyhow::Result<Resolved> {
     let (dir, file) = match source {
         EncoderSource::Bundle(dir) => (dir, None),
         EncoderSource::File { path, bundle } => (bundle, Some(path)),
@@ -355,7 +319,7 @@ fn resolve(source: &EncoderSource) -> Result<Resolved, BenchError> {
 }
 
 /// A deterministic bank of unit vectors, so the match stage has the work of a real one.
-fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
+fn synthetic_bank(dim: usize) -> anyhow::Result<Bank> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         state ^= state << 13;
@@ -393,7 +357,7 @@ fn synthetic_bank(dim: usize) -> Result<Bank, BenchError> {
         dim,
         embeddings,
     )
-    .map_err(BenchError::Invalid)
+    .map_err(anyhow::Error::msg)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -416,9 +380,9 @@ fn ms(d: Duration) -> f64 {
 pub fn run(
     spec: &BenchSpec,
     progress: &mut dyn FnMut(BenchPhase, usize, usize),
-) -> Result<BenchReport, BenchError> {
+) -> anyhow::Result<BenchReport> {
     if spec.iters == 0 {
-        return Err(BenchError::Invalid("iters must be at least 1".into()));
+        return Err(anyhow::anyhow!("iters must be at least 1"));
     }
     let resolved = resolve(&spec.encoder)?;
     let photos = list_photos(&spec.photos)?;
@@ -459,7 +423,7 @@ pub fn run(
     let dim = encoder.dim();
     for b in &loaded_banks {
         if b.dim() != dim {
-            return Err(BenchError::Invalid(format!(
+            return Err(anyhow::anyhow!(format!(
                 "bank {} holds {}-dimensional embeddings but the encoder makes {dim}",
                 b.name,
                 b.dim()
@@ -527,7 +491,7 @@ pub fn run(
         let photo = &photos[attempts % photos.len()];
         attempts += 1;
         if attempts > spec.iters + photos.len() && timed == 0 {
-            return Err(BenchError::Invalid("no photo could be decoded".into()));
+            return Err(anyhow::anyhow!("no photo could be decoded"));
         }
         let t0 = Instant::now();
         let Ok(img) = decode_file(photo, limits) else {
@@ -612,22 +576,20 @@ fn time_camera_frame(
     photos: &[PathBuf],
     spec: &PreprocessSpec,
     limits: DecodeLimits,
-) -> Result<(f32, f32), BenchError> {
+) -> anyhow::Result<(f32, f32)> {
     let Some(img) = photos.iter().find_map(|p| decode_file(p, limits).ok()) else {
-        return Err(BenchError::Invalid("no photo could be decoded".into()));
+        return Err(anyhow::anyhow!("no photo could be decoded"));
     };
     let (w, h) = CAMERA_FRAME;
     let frame = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
     let mut pre = Preprocessor::new(spec.clone());
     let mut out = vec![0f32; pre.output_len()];
     let view = RgbView::from(&frame);
-    pre.run(view, &mut out)
-        .map_err(|e| BenchError::Invalid(e.to_string()))?;
+    pre.run(view, &mut out).map_err(anyhow::Error::from)?;
     let mut lat = Latency::default();
     for _ in 0..CAMERA_FRAME_RUNS {
         let t = Instant::now();
-        pre.run(view, &mut out)
-            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+        pre.run(view, &mut out).map_err(anyhow::Error::from)?;
         lat.record(t.elapsed());
     }
     let p = lat.percentiles();
@@ -642,7 +604,7 @@ fn replay(
     fps: f64,
     limits: DecodeLimits,
     progress: &mut dyn FnMut(BenchPhase, usize, usize),
-) -> Result<PipelineReport, BenchError> {
+) -> anyhow::Result<PipelineReport> {
     let source = FolderSource::open(dir, fps, limits)?;
     let frames = source.len();
     let config = PipelineConfig {
