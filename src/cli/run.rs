@@ -163,18 +163,20 @@ fn open_camera(index: u32, config: &RuntimeConfig) -> Result<Box<dyn FrameSource
     use crate::capture::nokhwa::{CameraRequest, NokhwaCamera};
     use crate::capture::{Backoff, RealSleeper, Reconnecting};
     let c = &config.camera;
-    let device = NokhwaCamera::new(CameraRequest {
+    let request = CameraRequest {
         index,
         width: c.width,
         height: c.height,
         fps: c.fps,
-    });
+    };
     let backoff = Backoff {
         initial: Duration::from_secs_f64(c.reconnect_initial_s),
         max: Duration::from_secs_f64(c.reconnect_max_s.max(c.reconnect_initial_s)),
         stall: Duration::from_secs_f64(config.pipeline.stall_s),
     };
-    Ok(Box::new(Reconnecting::new(device, RealSleeper, backoff)))
+    // A fresh device for the first open and after each stall (a hung one stays with its thread).
+    let make = move || NokhwaCamera::new(request.clone());
+    Ok(Box::new(Reconnecting::new(make, RealSleeper, backoff)))
 }
 
 #[cfg(not(all(feature = "camera", target_os = "linux")))]

@@ -4,12 +4,14 @@
 //! bank built for the test and a speaker that records what it is asked to say.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clipsight::capture::decode::{decode_file, DecodeLimits};
-use clipsight::capture::{CaptureError, FrameSource};
+use clipsight::capture::{
+    Backoff, CameraDevice, CaptureError, FrameSource, RealSleeper, Reconnecting,
+};
 use clipsight::decide::DecisionConfig;
 use clipsight::model::Bundle;
 use clipsight::pipeline::{Pipeline, PipelineConfig};
@@ -114,8 +116,13 @@ impl Speaker for Recorder {
     fn stop(&mut self) {}
 }
 
-#[test]
-fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
+/// The tiny model's embedder, a bank in which each of dog (object), bus (hazard) and giraffe
+/// (object) is one photo's own embedding, and the photos.
+fn setup() -> (
+    ImageEmbedder,
+    Bank,
+    std::collections::HashMap<&'static str, RgbImage>,
+) {
     let bundle = Bundle::load(tiny_model()).unwrap();
     let enc = TractImageEncoder::load(&bundle).unwrap();
     let mut embedder = ImageEmbedder::new((&bundle.manifest.image).into(), Box::new(enc)).unwrap();
@@ -164,7 +171,52 @@ fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
         emb.concat(),
     )
     .unwrap();
+    (embedder, bank, photos)
+}
 
+/// Runs the real pipeline (stall watchdog 1 s, dwell 0.2 s) on `source` until it ends;
+/// returns what was said, when, and the run's stats.
+fn run(
+    source: Box<dyn FrameSource>,
+    embedder: ImageEmbedder,
+    bank: Bank,
+) -> (
+    Vec<(Instant, String)>,
+    clipsight::pipeline::metrics::RunStats,
+) {
+    let config = PipelineConfig {
+        stall_s: 1.0,
+        decision: DecisionConfig {
+            dwell_s: 0.2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pipeline = Pipeline::new(config, embedder, vec![bank], None).unwrap();
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let speech = SpeechThread::spawn(
+        vec![Box::new(Recorder(said.clone()))],
+        &VoiceConfig::default(),
+    )
+    .unwrap();
+    let (_ctx, crx) = crossbeam_channel::bounded(1);
+    let stats = pipeline
+        .run(
+            source,
+            &speech.tx,
+            &crx,
+            Arc::new(AtomicBool::new(false)),
+            &mut |_| {},
+        )
+        .unwrap();
+    speech.finish();
+    let said = said.lock().unwrap().clone();
+    (said, stats)
+}
+
+#[test]
+fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
+    let (embedder, bank, photos) = setup();
     let steps = vec![
         Step::Frame("dog.jpg"),
         Step::Frame("dog.jpg"),
@@ -200,38 +252,8 @@ fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
         seq: 0,
         burst: None,
     };
-    let config = PipelineConfig {
-        stall_s: 1.0,
-        decision: DecisionConfig {
-            dwell_s: 0.2,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let mut pipeline = Pipeline::new(config, embedder, vec![bank], None).unwrap();
-    let said = Arc::new(Mutex::new(Vec::new()));
-    let speech = SpeechThread::spawn(
-        vec![Box::new(Recorder(said.clone()))],
-        &VoiceConfig::default(),
-    )
-    .unwrap();
-    let (_ctx, crx) = crossbeam_channel::bounded(1);
-    let stats = pipeline
-        .run(
-            Box::new(source),
-            &speech.tx,
-            &crx,
-            Arc::new(AtomicBool::new(false)),
-            &mut |_| {},
-        )
-        .unwrap();
-    speech.finish();
-    let said: Vec<String> = said
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, t)| t.clone())
-        .collect();
+    let (said, stats) = run(Box::new(source), embedder, bank);
+    let said: Vec<String> = said.into_iter().map(|(_, t)| t).collect();
     eprintln!("{said:?}\n{stats:?}");
 
     assert_eq!(stats.frames.bad, 3, "bad frames are counted and skipped");
@@ -256,4 +278,100 @@ fn the_pipeline_survives_faults_and_still_warns_of_a_hazard_after_them() {
         1,
         "said once per outage"
     );
+}
+
+/// A camera whose read hangs while `hung` is set, as a stalled UVC device does, and fails
+/// once it is cleared; until then it delivers the dog photo at about 20 fps.
+struct HangingCamera {
+    photo: RgbImage,
+    hung: Arc<AtomicBool>,
+}
+
+impl CameraDevice for HangingCamera {
+    fn open(&mut self) -> Result<String, CaptureError> {
+        Ok("hanging test camera".into())
+    }
+    fn read(&mut self) -> Result<RgbImage, CaptureError> {
+        if self.hung.load(Ordering::SeqCst) {
+            while self.hung.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Err(CaptureError::Disconnected("USB reset".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(self.photo.clone())
+    }
+    fn close(&mut self) {}
+}
+
+/// Ends a camera source after `until`.
+struct For<S>(S, Instant);
+
+impl<S: FrameSource> FrameSource for For<S> {
+    fn next(&mut self) -> Result<Option<Frame>, CaptureError> {
+        if Instant::now() >= self.1 {
+            return Ok(None);
+        }
+        self.0.next()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn take_events(&mut self) -> Vec<clipsight::capture::SourceEvent> {
+        self.0.take_events()
+    }
+}
+
+/// A read that never returns, through the real `Reconnecting` and the real pipeline: "Camera
+/// lost." within the stall time (1 s) + 1 s of the hang, a fresh device opened after it, and
+/// "Camera back." once the camera delivers again.
+#[test]
+fn a_camera_whose_read_hangs_is_reported_lost_and_comes_back() {
+    let (embedder, bank, photos) = setup();
+    let hung = Arc::new(AtomicBool::new(false));
+    let (photo, h) = (photos["dog.jpg"].clone(), hung.clone());
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+        stall: Duration::from_secs(1),
+    };
+    let camera = Reconnecting::new(
+        move || HangingCamera {
+            photo: photo.clone(),
+            hung: h.clone(),
+        },
+        RealSleeper,
+        backoff,
+    );
+    let start = Instant::now();
+    let hang_at = start + Duration::from_millis(1500);
+    let recover_at = start + Duration::from_millis(4500);
+    let switch = {
+        let hung = hung.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(hang_at - Instant::now());
+            hung.store(true, Ordering::SeqCst);
+            std::thread::sleep(recover_at - Instant::now());
+            hung.store(false, Ordering::SeqCst);
+        })
+    };
+    let source = For(camera, start + Duration::from_millis(7000));
+    let (said, _) = run(Box::new(source), embedder, bank);
+    switch.join().unwrap();
+    let at = |s: &str| {
+        said.iter()
+            .find(|(_, x)| x == s)
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{s:?} not said: {said:?}"))
+    };
+    let lost = at("Camera lost.");
+    let back = at("Camera back.");
+    assert!(lost > hang_at, "{said:?}");
+    assert!(
+        lost - hang_at <= Duration::from_secs(2),
+        "lost {:?} after the hang",
+        lost - hang_at
+    );
+    assert!(back > recover_at, "{said:?}");
+    assert_eq!(said.iter().filter(|(_, s)| s == "Camera lost.").count(), 1);
 }
