@@ -99,3 +99,63 @@ impl CameraDevice for NokhwaCamera {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{Backoff, FrameSource, RealSleeper, Reconnecting};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn missing() -> NokhwaCamera {
+        NokhwaCamera::new(CameraRequest {
+            index: 99,
+            width: 640,
+            height: 480,
+            fps: 15,
+        })
+    }
+
+    /// The real camera backend, counting its opens.
+    struct Counting(NokhwaCamera, Arc<AtomicUsize>);
+
+    impl CameraDevice for Counting {
+        fn open(&mut self) -> Result<String, CaptureError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.open()
+        }
+        fn read(&mut self) -> Result<RgbImage, CaptureError> {
+            self.0.read()
+        }
+        fn close(&mut self) {
+            self.0.close();
+        }
+    }
+
+    #[test]
+    fn a_missing_device_is_named_and_retried_with_backoff_not_in_a_busy_loop() {
+        let e = missing().open().unwrap_err().to_string();
+        assert!(e.contains("/dev/video99"), "{e}");
+
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counter = opens.clone();
+        let backoff = Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(5),
+            stall: Duration::from_secs(3),
+        };
+        let mut src = Reconnecting::new(
+            move || Counting(missing(), counter.clone()),
+            RealSleeper,
+            backoff,
+        );
+        // It never gives up on its own: let it try in the background for 3 s.
+        std::thread::spawn(move || src.next().map(|_| ()));
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        let n = opens.load(Ordering::SeqCst);
+        // Opens at 0, 0.25, 0.75 and 1.75 s (the next at 3.75 s): four, give or take one.
+        assert!((3..=5).contains(&n), "{n} opens in {:?}", start.elapsed());
+    }
+}
