@@ -17,6 +17,7 @@
 //! one, so no figure is in-sample. Folds are by sorted file name, photo i in fold i mod K.
 //! Pure computation over embeddings: it cannot fail once the photos are read.
 
+use crate::file_error::FileError;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -60,10 +61,7 @@ pub struct Photo {
 /// photo), and `dominant.tsv` (`file-or-id<TAB>label[<TAB>…]`) when present.
 pub fn read_photos(dir: &Path) -> Result<Vec<Photo>, EvalError> {
     let path = dir.join(LABELS_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| CalibrationError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = crate::file_error::read_to_string(&path).map_err(CalibrationError::from)?;
     let header: Vec<&str> = text
         .lines()
         .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -144,7 +142,7 @@ fn read_dominant(dir: &Path) -> Result<Vec<(String, String)>, CalibrationError> 
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CalibrationError::Io { path, source }),
+        Err(source) => return Err(FileError::reading(&path)(source).into()),
     };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

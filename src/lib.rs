@@ -40,6 +40,7 @@ pub mod prompts;
 
 // The home profile, the command line, shared pieces.
 pub mod cli;
+pub mod file_error;
 pub mod home;
 pub mod toml_error;
 pub mod types;

@@ -5,6 +5,7 @@
 //! Loading checks the sha256 of every file the manifest lists. Failures are [`BundleError`]s
 //! that name the file and say what was expected and what was found.
 
+use crate::file_error::FileError;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -22,14 +23,8 @@ pub const MANIFEST_FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A bundle file (the manifest or a file it lists) cannot be opened or read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The file that failed.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// `model.toml` is not valid TOML, has unknown keys, or a value is out of range.
     #[error("{path}: invalid manifest: {message}")]
     Manifest {
@@ -49,17 +44,8 @@ pub enum BundleError {
         found: String,
     },
     /// A model file does not have the shape or property the manifest declares.
-    #[error("{path}: {what}: expected {expected}, found {found}")]
-    Shape {
-        /// The model file.
-        path: PathBuf,
-        /// Which property differs (e.g. a tensor's dimensions).
-        what: String,
-        /// What the manifest declares.
-        expected: String,
-        /// What the file has.
-        found: String,
-    },
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// `tokenizer.json` cannot be parsed or configured.
     #[error("{path}: cannot load the tokenizer: {message}")]
     Tokenizer {
@@ -68,6 +54,20 @@ pub enum BundleError {
         /// The tokenizer library's message.
         message: String,
     },
+}
+
+/// A model file or graph does not have the shape or property its manifest declares.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {what}: expected {expected}, found {found}")]
+pub struct ShapeError {
+    /// The model file.
+    pub path: PathBuf,
+    /// Which property differs (a tensor's name or dimensions).
+    pub what: String,
+    /// What the manifest declares.
+    pub expected: String,
+    /// What the file has.
+    pub found: String,
 }
 
 /// How the image is brought to `size × size`.
@@ -328,10 +328,8 @@ impl Bundle {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, BundleError> {
         let dir = dir.as_ref().to_path_buf();
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&manifest_path).map_err(|source| BundleError::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        let text =
+            fs::read_to_string(&manifest_path).map_err(FileError::reading(&manifest_path))?;
         let manifest = Manifest::parse(&text, &manifest_path)?;
         for (_, file, expected) in manifest.files() {
             let path = dir.join(file);
@@ -373,15 +371,12 @@ impl Bundle {
 
 /// The hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
-    let io = |source| BundleError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::File::open(path).map_err(io)?;
+    let io = FileError::reading(path);
+    let mut file = fs::File::open(path).map_err(&io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(io)?;
+        let n = file.read(&mut buf).map_err(&io)?;
         if n == 0 {
             break;
         }

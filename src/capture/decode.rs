@@ -6,6 +6,7 @@
 //! decoder's allocations are bounded too, so a decompression bomb costs neither time nor
 //! memory. Failures are [`DecodeError`]s that name the file.
 
+use crate::file_error::FileError;
 use std::io::{BufRead, Cursor, Seek};
 use std::path::{Path, PathBuf};
 
@@ -38,14 +39,8 @@ impl Default for DecodeLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The file cannot be opened or read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The image file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The path is a directory.
     #[error("{path}: is a directory, not an image")]
     Directory {
@@ -88,19 +83,13 @@ pub enum DecodeError {
 
 /// Decodes the image file at `path`.
 pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DecodeError> {
-    let meta = std::fs::metadata(path).map_err(|source| DecodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(FileError::reading(&path))?;
     if meta.is_dir() {
         return Err(DecodeError::Directory {
             path: path.to_path_buf(),
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(FileError::reading(&path))?;
     decode_bytes(&bytes, path, limits)
 }
 
@@ -148,10 +137,7 @@ fn decode_reader<R: BufRead + Seek>(
     };
     let mut reader = ImageReader::new(reader)
         .with_guessed_format()
-        .map_err(|source| DecodeError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(FileError::reading(&path))?;
     if reader.format().is_none() {
         return Err(DecodeError::UnknownFormat {
             path: path.to_path_buf(),

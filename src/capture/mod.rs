@@ -18,7 +18,7 @@ pub mod reconnect;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::capture::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::types::Frame;
 
 pub use reconnect::{Backoff, CameraDevice, RealSleeper, Reconnecting, Sleeper};
@@ -174,9 +174,6 @@ impl FrameSource for FolderSource {
         }
         match decode_file(&path, self.limits) {
             Ok(image) => Ok(Some(Frame { seq, t, image })),
-            Err(e @ DecodeError::Io { .. }) | Err(e @ DecodeError::Directory { .. }) => {
-                Err(CaptureError::BadFrame(e.to_string()))
-            }
             Err(e) => Err(CaptureError::BadFrame(e.to_string())),
         }
     }

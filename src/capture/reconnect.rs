@@ -428,30 +428,55 @@ mod tests {
         std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
     }
 
-    #[test]
-    fn a_read_that_hangs_is_abandoned_after_the_deadline_and_a_fresh_device_opened() {
+    /// A source of hanging cameras with `stall` as deadline, already delivering; the flag
+    /// that hangs its reads, and the count of devices alive.
+    fn hanging_source(
+        stall_ms: u64,
+    ) -> (
+        Reconnecting<Hanging, Sleeps>,
+        Arc<AtomicBool>,
+        Arc<AtomicUsize>,
+    ) {
         let (hung, alive) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicUsize::new(0)),
         );
         let (h, a) = (hung.clone(), alive.clone());
         let backoff = Backoff {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-            stall: Duration::from_millis(300),
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(10),
+            stall: Duration::from_millis(stall_ms),
         };
         let mut src = Reconnecting::new(move || Hanging::new(&h, &a), Sleeps::default(), backoff);
         assert!(src.next().unwrap().is_some());
+        (src, hung, alive)
+    }
+
+    /// Hangs the camera now, and lets it recover after `ms` (on another thread).
+    fn hang_for(hung: &Arc<AtomicBool>, ms: u64) -> std::thread::JoinHandle<()> {
         hung.store(true, Ordering::SeqCst);
+        let hung = hung.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            hung.store(false, Ordering::SeqCst);
+        })
+    }
+
+    /// Waits (at most 5 s) until at most `n` devices are alive; returns how many are.
+    fn settle(alive: &AtomicUsize, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive.load(Ordering::SeqCst) > n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        alive.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_read_that_hangs_is_abandoned_after_the_deadline_and_a_fresh_device_opened() {
+        let (mut src, hung, alive) = hanging_source(300);
         let t = Instant::now();
         // The deadline fires; the next device hangs too, until the camera recovers.
-        let releaser = {
-            let hung = hung.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(1000));
-                hung.store(false, Ordering::SeqCst);
-            })
-        };
+        let releaser = hang_for(&hung, 1000);
         assert!(src.next().unwrap().is_some());
         releaser.join().unwrap();
         let events = src.take_events();
@@ -463,39 +488,17 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(1000));
         drop(src);
         // Every device, the stuck ones too, is closed and dropped once its read returns.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(alive.load(Ordering::SeqCst), 0);
+        assert_eq!(settle(&alive, 0), 0);
     }
 
     #[test]
     fn fifty_stalls_leak_no_thread_and_no_descriptor() {
-        let (hung, alive) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let (h, a) = (hung.clone(), alive.clone());
-        let backoff = Backoff {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(1),
-            stall: Duration::from_millis(30),
-        };
-        let mut src = Reconnecting::new(move || Hanging::new(&h, &a), Sleeps::default(), backoff);
-        assert!(src.next().unwrap().is_some());
+        let (mut src, hung, alive) = hanging_source(30);
         // Other tests open files of their own meanwhile: allow for their noise (a leak of one
         // descriptor a cycle would be 50).
         let fds0 = fds();
         for _ in 0..50 {
-            hung.store(true, Ordering::SeqCst);
-            let releaser = {
-                let hung = hung.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(60));
-                    hung.store(false, Ordering::SeqCst);
-                })
-            };
+            let releaser = hang_for(&hung, 60);
             assert!(src.next().unwrap().is_some());
             releaser.join().unwrap();
             let events = src.take_events();
@@ -505,16 +508,8 @@ mod tests {
             );
             assert_eq!(events.last(), Some(&SourceEvent::Back));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive.load(Ordering::SeqCst) > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
         // A reader thread owns its device until it ends: one device alive is one thread.
-        assert_eq!(
-            alive.load(Ordering::SeqCst),
-            1,
-            "only the open device is alive"
-        );
+        assert_eq!(settle(&alive, 1), 1, "only the open device is alive");
         assert!(
             fds() <= fds0 + 24,
             "{fds0} descriptors before, {} after",

@@ -5,6 +5,7 @@
 //! This is the "what the user wrote" phase; [`RunConfig::apply`] merges the flags over it and
 //! gives the validated [`RuntimeConfig`] that `run` starts from.
 
+use crate::file_error::FileError;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,23 +23,10 @@ use crate::vision::gate::{DarkConfig, GateConfig};
 /// Why the run configuration could not be loaded or completed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The config file cannot be read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The config file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML, has an unknown key, or a value is out of range.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The config file.
-        path: PathBuf,
-        /// What is wrong, naming the key.
-        message: String,
-    },
+    /// The config file cannot be read, is not valid TOML, has an unknown key, or a value is
+    /// out of range.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A setting that neither the file nor the flags give.
     #[error("no {what}: give --{flag} or `{key}` in the config")]
     Missing {
@@ -173,10 +161,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads, parses and validates a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::file_error::read_to_string(path)?;
         let mut config = Self::parse(&text, path)?;
         if let Some(dir) = path.parent() {
             config.resolve_paths(dir);
@@ -186,14 +171,10 @@ impl RunConfig {
 
     /// Parses and validates config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message: crate::toml_error::explain(text, &e),
-        })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let config: RunConfig = crate::file_error::parse_toml(text, path)?;
+        config
+            .validate()
+            .map_err(|message| FileError::invalid(path, message))?;
         Ok(config)
     }
 

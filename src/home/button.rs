@@ -7,7 +7,6 @@
 //! are ignored). Failures: a missing or unplugged device is logged once and reopened every
 //! [`REOPEN_WAIT`]; the thread never stops the monitor.
 
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -15,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::controls::input::{watch_keys, POLL_MS};
 use crate::home::config::ButtonConfig;
 use crate::home::fall::CommandSource;
+use crate::home::thread::Stoppable;
 use crate::home::HomeCommand;
 use crate::types::Command;
 
@@ -26,9 +26,7 @@ pub const REOPEN_WAIT: Duration = Duration::from_secs(5);
 /// The running reader.
 #[derive(Debug)]
 pub(crate) struct ButtonReader {
-    stop: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
+    thread: Stoppable,
 }
 
 impl ButtonReader {
@@ -36,41 +34,15 @@ impl ButtonReader {
         cfg: &ButtonConfig,
         commands: Sender<Command>,
     ) -> std::io::Result<ButtonReader> {
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let cfg = cfg.clone();
-        let thread = std::thread::Builder::new()
-            .name("home-button".into())
-            .spawn(move || {
-                run(&cfg, &commands, &stop_rx);
-                let _ = done_tx.send(());
-            })?;
-        Ok(ButtonReader {
-            stop: stop_tx,
-            thread: Some(thread),
-            done: done_rx,
-        })
+        let wait = Duration::from_millis(POLL_MS * 10);
+        let thread =
+            Stoppable::spawn("home-button", wait, move |stop| run(&cfg, &commands, &stop))?;
+        Ok(ButtonReader { thread })
     }
 
     pub(crate) fn shutdown(&mut self) {
-        let _ = self.stop.try_send(());
-        if let Some(thread) = self.thread.take() {
-            if self
-                .done
-                .recv_timeout(Duration::from_millis(POLL_MS * 10))
-                .is_ok()
-            {
-                let _ = thread.join();
-            } else {
-                log::warn!("home button thread did not stop in time; leaving it");
-            }
-        }
-    }
-}
-
-impl Drop for ButtonReader {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.thread.stop();
     }
 }
 

@@ -39,6 +39,7 @@ mod incidents;
 pub mod mqtt;
 pub mod observer;
 pub mod outbox;
+mod thread;
 pub mod webhook;
 
 use std::time::Duration;

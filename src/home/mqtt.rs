@@ -714,19 +714,14 @@ mod tests {
         let cfg = MqttConfig::default();
         let topics = Topics::new("clipsight");
         let msgs = discovery_messages(&cfg, "flat3", "Flat 3", &topics);
-        let fall = msgs
-            .iter()
-            .find(|(t, _)| t == "homeassistant/binary_sensor/flat3/fall/config")
-            .unwrap();
-        assert_eq!(fall.1["state_topic"], "clipsight/state");
-        assert_eq!(fall.1["availability_topic"], "clipsight/available");
-        assert_eq!(fall.1["unique_id"], "flat3_fall");
-        let ack = msgs
-            .iter()
-            .find(|(t, _)| t == "homeassistant/button/flat3/acknowledge/config")
-            .unwrap();
-        assert_eq!(ack.1["command_topic"], "clipsight/set");
-        assert_eq!(ack.1["payload_press"], "acknowledge");
+        let config = |topic: &str| &msgs.iter().find(|(t, _)| t == topic).unwrap().1;
+        let fall = config("homeassistant/binary_sensor/flat3/fall/config");
+        assert_eq!(fall["state_topic"], "clipsight/state");
+        assert_eq!(fall["availability_topic"], "clipsight/available");
+        assert_eq!(fall["unique_id"], "flat3_fall");
+        let ack = config("homeassistant/button/flat3/acknowledge/config");
+        assert_eq!(ack["command_topic"], "clipsight/set");
+        assert_eq!(ack["payload_press"], "acknowledge");
         assert!(msgs.iter().all(|(_, v)| v["device"]["name"] == "Flat 3"));
     }
 }

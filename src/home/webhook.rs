@@ -11,11 +11,11 @@
 //! Failures are logged with the host only: an address's path may hold a token, and the token
 //! itself is never formatted.
 
+use crate::home::thread::Stoppable;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::home::config::{redact_url, Secret, WebhookConfig};
 use crate::home::outbox::Outbox;
@@ -74,10 +74,7 @@ pub struct WebhookStatus {
 /// The running channel.
 #[derive(Debug)]
 pub(crate) struct WebhookChannel {
-    stop: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
-    join_timeout: Duration,
+    thread: Stoppable,
     pub(crate) status: Arc<WebhookStatus>,
 }
 
@@ -121,49 +118,28 @@ impl WebhookChannel {
         if let (Some(url), Some(outbox)) = (&cfg.escalation_url, escalation) {
             targets.push(target("second contact", url, outbox));
         }
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let status = Arc::new(WebhookStatus::default());
-        let worker = Worker {
-            cfg: cfg.clone(),
-            token,
-            agent,
-            targets,
-            heartbeat,
-            stop: stop_rx,
-            status: status.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("home-webhook".into())
-            .spawn(move || {
-                worker.run();
-                let _ = done_tx.send(());
-            })?;
-        Ok(WebhookChannel {
-            stop: stop_tx,
-            thread: Some(thread),
-            done: done_rx,
-            join_timeout: timeout + Duration::from_secs(1),
-            status,
-        })
+        let (cfg, worker_status) = (cfg.clone(), status.clone());
+        // A POST under way may take up to the request timeout.
+        let wait = timeout + Duration::from_secs(1);
+        let thread = Stoppable::spawn("home-webhook", wait, move |stop| {
+            Worker {
+                cfg,
+                token,
+                agent,
+                targets,
+                heartbeat,
+                stop,
+                status: worker_status,
+            }
+            .run()
+        })?;
+        Ok(WebhookChannel { thread, status })
     }
 
     /// Stops the thread (a POST under way may take up to the request timeout).
     pub(crate) fn shutdown(&mut self) {
-        let _ = self.stop.try_send(());
-        if let Some(thread) = self.thread.take() {
-            if self.done.recv_timeout(self.join_timeout).is_ok() {
-                let _ = thread.join();
-            } else {
-                log::warn!("home webhook thread did not stop in time; leaving it");
-            }
-        }
-    }
-}
-
-impl Drop for WebhookChannel {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.thread.stop();
     }
 }
 

@@ -7,6 +7,7 @@
 //! priorities, sentences, and the id and fingerprint of the model that made it. A bank made
 //! with another model is refused, naming both. Failures are [`BankError`]s naming the file.
 
+use crate::file_error::FileError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +30,8 @@ pub const MAX_BANK_BYTES: u64 = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
     /// The file cannot be read or written.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The file is not a bank, or a broken one.
     #[error("{path}: not a clipsight prompt bank: {message}")]
     Format {
@@ -251,10 +246,6 @@ impl Bank {
 
     /// Writes the bank as safetensors.
     pub fn save(&self, path: &Path) -> Result<(), BankError> {
-        let io = |source| BankError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let emb = bytes(&self.embeddings);
         let thr = bytes(&self.entries.iter().map(|e| e.threshold).collect::<Vec<_>>());
@@ -315,20 +306,18 @@ impl Bank {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        std::fs::write(path, data).map_err(io)
+        std::fs::write(path, data).map_err(FileError::writing(path))?;
+        Ok(())
     }
 
     /// Reads a bank file.
     pub fn load(path: &Path) -> Result<Self, BankError> {
-        let io = |source| BankError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = FileError::reading(path);
         let bad = |message: String| BankError::Format {
             path: path.to_path_buf(),
             message,
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
+        let size = std::fs::metadata(path).map_err(&io)?.len();
         if size > MAX_BANK_BYTES {
             return Err(bad(format!(
                 "{size} bytes is over the limit of {MAX_BANK_BYTES}"

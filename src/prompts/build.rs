@@ -9,7 +9,7 @@ use crate::capture::decode::{decode_file, DecodeError, DecodeLimits};
 use crate::model::Bundle;
 use crate::prompts::bank::{Bank, BankEntry, Evidence};
 use crate::prompts::calibrate::{
-    calibrate, names, CalibrationError, LabelStats, PrecisionRule, Reference,
+    calibrate, CalibrationError, LabelStats, PrecisionRule, Reference,
 };
 use crate::prompts::text_encoder::TractTextEncoder;
 use crate::prompts::{PromptSet, DEFAULT_TEMPLATES};
@@ -158,13 +158,12 @@ pub fn build_bank(
         photo_emb.push(e.to_vec());
         progress(Phase::Photos, i + 1, refs.len());
     }
-    let labels: Vec<String> = set.prompts.iter().map(|p| p.label.clone()).collect();
-    let label_names: Vec<Vec<String>> = set
+    let labels: Vec<(&str, &[String])> = set
         .prompts
         .iter()
-        .map(|p| names(&p.label, &p.aliases))
+        .map(|p| (p.label.as_str(), p.aliases.as_slice()))
         .collect();
-    let stats = calibrate(&labels, &label_names, &label_emb, refs, &photo_emb, rule)?;
+    let stats = calibrate(&labels, &label_emb, refs, &photo_emb, rule)?;
     let entries = set
         .prompts
         .iter()

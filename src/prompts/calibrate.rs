@@ -15,6 +15,7 @@
 //! labels has an empty second column), and the image embeddings of those photos. Output: the
 //! per-label statistics ([`LabelStats`]).
 
+use crate::file_error::FileError;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -70,14 +71,8 @@ pub const MIN_NEGATIVES: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
     /// The labels file cannot be read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A line of the labels file is malformed.
     #[error("{path}: line {line}: {message}")]
     Line {
@@ -118,10 +113,7 @@ pub struct Reference {
 /// Reads `dir/labels.tsv`.
 pub fn read_references(dir: &Path) -> Result<Vec<Reference>, CalibrationError> {
     let path = dir.join(LABELS_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| CalibrationError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path).map_err(FileError::reading(&path))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -185,11 +177,10 @@ pub fn names(label: &str, aliases: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Calibrates every label. `names[i]` are label i's names ([`names`]), `text[i]` its unit
+/// Calibrates every label. `labels[i]` is label i and its aliases, `text[i]` its unit
 /// embedding; `images[j]` is reference j's unit embedding.
 pub fn calibrate(
-    labels: &[String],
-    names: &[Vec<String>],
+    labels: &[(&str, &[String])],
     text: &[Vec<f32>],
     refs: &[Reference],
     images: &[Vec<f32>],
@@ -197,13 +188,13 @@ pub fn calibrate(
 ) -> Result<Vec<LabelStats>, CalibrationError> {
     labels
         .iter()
-        .zip(names)
         .zip(text)
-        .map(|((label, names), t)| {
+        .map(|(&(label, aliases), t)| {
+            let names = names(label, aliases);
             let (mut pos, mut neg) = (Vec::new(), Vec::new());
             for (r, img) in refs.iter().zip(images) {
                 let cos: f32 = t.iter().zip(img).map(|(a, b)| a * b).sum();
-                if shows(names, &r.labels) {
+                if shows(&names, &r.labels) {
                     pos.push(cos);
                 } else {
                     neg.push(cos);
@@ -211,7 +202,7 @@ pub fn calibrate(
             }
             if neg.len() < MIN_NEGATIVES {
                 return Err(CalibrationError::TooFewNegatives {
-                    label: label.clone(),
+                    label: label.to_string(),
                     found: neg.len(),
                 });
             }
@@ -228,16 +219,15 @@ pub fn recalibrate(
     images: &[Vec<f32>],
     rule: &PrecisionRule,
 ) -> Result<Bank, CalibrationError> {
-    let labels: Vec<String> = bank.entries.iter().map(|e| e.label.clone()).collect();
-    let label_names: Vec<Vec<String>> = bank
+    let labels: Vec<(&str, &[String])> = bank
         .entries
         .iter()
-        .map(|e| names(&e.label, &e.aliases))
+        .map(|e| (e.label.as_str(), e.aliases.as_slice()))
         .collect();
     let text: Vec<Vec<f32>> = (0..bank.len())
         .map(|i| bank.embedding(i).to_vec())
         .collect();
-    let stats = calibrate(&labels, &label_names, &text, refs, images, rule)?;
+    let stats = calibrate(&labels, &text, refs, images, rule)?;
     let entries = bank
         .entries
         .iter()
@@ -332,8 +322,7 @@ mod tests {
     ) -> Result<Vec<LabelStats>, CalibrationError> {
         let aliases: Vec<String> = aliases.iter().map(|s| s.to_string()).collect();
         calibrate(
-            &[label.to_string()],
-            &[names(label, &aliases)],
+            &[(label, aliases.as_slice())],
             text,
             refs,
             images,

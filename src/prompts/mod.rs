@@ -10,8 +10,9 @@ pub mod build;
 pub mod calibrate;
 pub mod text_encoder;
 
+use crate::file_error::FileError;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::types::Category;
 use serde::Deserialize;
@@ -32,27 +33,9 @@ pub const MAX_PROMPTS: usize = 10_000;
 /// Upper bound on the templates of one entry.
 pub const MAX_TEMPLATES: usize = 256;
 
-/// Why a prompt set cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum PromptSetError {
-    /// The file cannot be read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    /// The file is not a valid prompt set.
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, naming the key.
-        message: String,
-    },
-}
+/// Why a prompt set cannot be read: the file cannot be read, or is not a valid prompt set
+/// (the message names the key or the label).
+pub type PromptSetError = FileError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,21 +115,13 @@ fn expand(template: &str, label: &str) -> String {
 impl PromptSet {
     /// Reads and checks a prompt set file.
     pub fn load(path: &Path) -> Result<Self, PromptSetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PromptSetError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&crate::file_error::read_to_string(path)?, path)
     }
 
     /// Parses a prompt set. `path` names it in errors; its stem is the default set name.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PromptSetError> {
-        let bad = |message: String| PromptSetError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
-        let raw: RawSet =
-            toml::from_str(text).map_err(|e| bad(crate::toml_error::explain(text, &e)))?;
+        let bad = |message: String| FileError::invalid(path, message);
+        let raw: RawSet = crate::file_error::parse_toml(text, path)?;
         if raw.prompt.is_empty() {
             return Err(bad("no [[prompt]] entries".into()));
         }

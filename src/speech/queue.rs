@@ -298,20 +298,19 @@ mod tests {
         }
     }
 
+    /// Queues `text` on the speech thread.
+    fn say(th: &SpeechThread, text: &str, kind: Kind) {
+        th.tx.send(SpeechCommand::Say(u(text, kind))).unwrap();
+    }
+
     #[test]
     fn a_hazard_interrupts_and_jumps_the_queue() {
         let (speaker, said) = fake(300, false);
         let th = SpeechThread::spawn(vec![speaker], &VoiceConfig::default()).unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("chair", Kind::Object)))
-            .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("table", Kind::Object)))
-            .unwrap();
+        say(&th, "chair", Kind::Object);
+        say(&th, "table", Kind::Object);
         std::thread::sleep(Duration::from_millis(100));
-        th.tx
-            .send(SpeechCommand::Say(u("stairs!", Kind::Hazard)))
-            .unwrap();
+        say(&th, "stairs!", Kind::Hazard);
         let stats = th.finish();
         let said = said.lock().unwrap().clone();
         assert_eq!(said, ["chair", "<stop>", "stairs!", "table"]);
@@ -323,9 +322,7 @@ mod tests {
         let (broken, _) = fake(0, true);
         let (backup, said) = fake(0, false);
         let th = SpeechThread::spawn(vec![broken, backup], &VoiceConfig::default()).unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("car coming!", Kind::Hazard)))
-            .unwrap();
+        say(&th, "car coming!", Kind::Hazard);
         let stats = th.finish();
         assert_eq!(said.lock().unwrap().clone(), ["car coming!"]);
         assert_eq!(stats.backend_failures, 1);
@@ -358,12 +355,8 @@ mod tests {
             &VoiceConfig::default(),
         )
         .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("stairs!", Kind::Hazard)))
-            .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("chair", Kind::Object)))
-            .unwrap();
+        say(&th, "stairs!", Kind::Hazard);
+        say(&th, "chair", Kind::Object);
         let stats = th.finish();
         assert_eq!(said.lock().unwrap().clone(), ["stairs!", "chair"]);
         assert_eq!(stats.backend_failures, 1);
@@ -373,17 +366,11 @@ mod tests {
     fn mute_silences_objects_not_hazards_and_repeat_works() {
         let (speaker, said) = fake(0, false);
         let th = SpeechThread::spawn(vec![speaker], &VoiceConfig::default()).unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("door", Kind::Object)))
-            .unwrap();
+        say(&th, "door", Kind::Object);
         std::thread::sleep(Duration::from_millis(60));
         th.tx.send(SpeechCommand::Mute(Some(true))).unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("cup", Kind::Object)))
-            .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("knife!", Kind::Hazard)))
-            .unwrap();
+        say(&th, "cup", Kind::Object);
+        say(&th, "knife!", Kind::Hazard);
         std::thread::sleep(Duration::from_millis(60));
         th.tx.send(SpeechCommand::RepeatLast).unwrap();
         let stats = th.finish();
@@ -407,15 +394,9 @@ mod tests {
             ..Default::default()
         };
         let th = SpeechThread::spawn(vec![speaker], &voice).unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("one", Kind::Object)))
-            .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("two", Kind::Object)))
-            .unwrap();
-        th.tx
-            .send(SpeechCommand::Say(u("ready", Kind::Status)))
-            .unwrap();
+        say(&th, "one", Kind::Object);
+        say(&th, "two", Kind::Object);
+        say(&th, "ready", Kind::Status);
         let stats = th.finish();
         assert_eq!(said.lock().unwrap().clone(), ["one", "ready"]);
         assert_eq!(stats.dropped_stale, 1);

@@ -12,6 +12,7 @@
 //! crate is built with the `cuda` feature and [`Device::Cuda`] is asked for; asking for it in
 //! a build without the feature is [`EncodeError::NotCompiled`].
 
+use crate::model::ShapeError;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,17 +31,8 @@ pub enum EncodeError {
         message: String,
     },
     /// A graph's input or output does not have the shape the manifest declares.
-    #[error("{path}: {what}: expected {expected}, found {found}")]
-    Shape {
-        /// The model file.
-        path: PathBuf,
-        /// Which tensor or dimension differs.
-        what: String,
-        /// What the manifest declares.
-        expected: String,
-        /// What the graph has.
-        found: String,
-    },
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// Inference failed at run time.
     #[error("{path}: inference failed: {message}")]
     Run {

@@ -10,6 +10,7 @@
 //! this crate (onnxruntime manages its own arena). Failures are [`EncodeError`]s: a library
 //! that cannot be opened or is too old is a `Load` error naming the library.
 
+use crate::model::ShapeError;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -77,46 +78,46 @@ impl OrtImageEncoder {
             .map_err(|e| load_err(path, e))?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if inputs != [graph.input.as_str()] {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: path.to_path_buf(),
                 what: "inputs".into(),
                 expected: format!("one input named {:?}", graph.input),
                 found: format!("{inputs:?}"),
-            });
+            }));
         }
         let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         let Some(output) = session.outputs().iter().find(|o| o.name() == graph.output) else {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: path.to_path_buf(),
                 what: "output name".into(),
                 expected: format!("an output named {:?}", graph.output),
                 found: format!("outputs {outputs:?}"),
-            });
+            }));
         };
         if outputs.len() != 1 {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: path.to_path_buf(),
                 what: "outputs".into(),
                 expected: format!("one output named {:?}", graph.output),
                 found: format!("{outputs:?}"),
-            });
+            }));
         }
         let declared = match output.dtype() {
             ValueType::Tensor { shape, .. } => shape.iter().copied().collect::<Vec<i64>>(),
             other => {
-                return Err(EncodeError::Shape {
+                return Err(EncodeError::Shape(ShapeError {
                     path: path.to_path_buf(),
                     what: "output type".into(),
                     expected: "an f32 tensor".into(),
                     found: format!("{other:?}"),
-                })
+                }))
             }
         };
         let dim = match (declared.as_slice(), graph.dim) {
             (&[_, d], Some(dim)) if d == dim as i64 || d < 0 => dim,
             (&[_, d], None) if d > 0 => d as usize,
             _ => {
-                return Err(EncodeError::Shape {
+                return Err(EncodeError::Shape(ShapeError {
                     path: path.to_path_buf(),
                     what: "output shape".into(),
                     expected: match graph.dim {
@@ -124,7 +125,7 @@ impl OrtImageEncoder {
                         None => "[1, dim]".into(),
                     },
                     found: format!("{declared:?}"),
-                })
+                }))
             }
         };
         let load_time = start.elapsed();
@@ -179,12 +180,12 @@ impl ImageEncoder for OrtImageEncoder {
         let outputs = self.session.run(ort::inputs![input]).map_err(run_err)?;
         let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run_err)?;
         if values.len() != self.dim {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: self.path.clone(),
                 what: "output".into(),
                 expected: format!("{} values", self.dim),
                 found: format!("{}", values.len()),
-            });
+            }));
         }
         l2_normalize_into(values, out, &self.path)
     }

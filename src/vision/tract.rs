@@ -3,6 +3,7 @@
 //! the `cuda` feature, on an NVIDIA GPU. Also used by the text tower
 //! ([`crate::prompts::text_encoder`]). Failures are [`EncodeError`]s naming the model file.
 
+use crate::model::ShapeError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,24 +63,24 @@ pub(crate) fn load_plan(
         .collect();
     for (name, _) in inputs {
         if !declared.iter().any(|d| d == name) {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: path.to_path_buf(),
                 what: "input name".into(),
                 expected: format!("an input named {name:?}"),
                 found: format!("inputs {declared:?}"),
-            });
+            }));
         }
     }
     let names: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
     model.set_input_names(&names).map_err(load)?;
-    model
-        .select_outputs_by_name([output])
-        .map_err(|e| EncodeError::Shape {
+    model.select_outputs_by_name([output]).map_err(|e| {
+        EncodeError::Shape(ShapeError {
             path: path.to_path_buf(),
             what: "output name".into(),
             expected: format!("an output named {output:?}"),
             found: format!("{e:#}"),
-        })?;
+        })
+    })?;
     for (i, (_, fact)) in inputs.iter().enumerate() {
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
@@ -140,7 +141,7 @@ pub(crate) fn check_output(
     match (found.as_deref(), dim) {
         (Some(&[r, d]), Some(dim)) if r == rows && d == dim => Ok(d),
         (Some(&[r, d]), None) if r == rows && d > 0 => Ok(d),
-        _ => Err(EncodeError::Shape {
+        _ => Err(EncodeError::Shape(ShapeError {
             path: path.to_path_buf(),
             what: "output shape".into(),
             expected: match dim {
@@ -148,7 +149,7 @@ pub(crate) fn check_output(
                 None => format!("[{rows}, dim]"),
             },
             found: format!("{:?}", fact.shape),
-        }),
+        })),
     }
 }
 

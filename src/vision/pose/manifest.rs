@@ -9,6 +9,8 @@
 //! ([`BundleError`] for the manifest, hashes and shapes; [`EncodeError`] when tract cannot
 //! parse the graph), wrapped in [`PoseError`].
 
+use crate::file_error::FileError;
+use crate::model::ShapeError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -293,6 +295,15 @@ fn unit(key: &str, v: f32) -> Result<(), String> {
     }
 }
 
+/// `Ok` when `ok`, else the message `why` makes.
+fn require(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
 fn positive(key: &str, v: f32) -> Result<(), String> {
     if v.is_finite() && v > 0.0 {
         Ok(())
@@ -315,53 +326,47 @@ impl PersonManifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.format != PERSON_MANIFEST_FORMAT {
-            return Err(format!(
+        require(self.format == PERSON_MANIFEST_FORMAT, || {
+            format!(
                 "format: expected {PERSON_MANIFEST_FORMAT}, found {}",
                 self.format
-            ));
-        }
-        if self.kind != PERSON_KIND {
-            return Err(format!(
-                "kind: expected {PERSON_KIND:?}, found {:?}",
-                self.kind
-            ));
-        }
+            )
+        })?;
+        require(self.kind == PERSON_KIND, || {
+            format!("kind: expected {PERSON_KIND:?}, found {:?}", self.kind)
+        })?;
         if self.id.trim().is_empty() {
             return Err("id: must not be empty".into());
         }
         let m = &self.model;
         let file = &m.file;
-        if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
-            return Err(format!(
-                "model.file: expected a file name inside the bundle, found {file:?}"
-            ));
-        }
-        if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "model.sha256: expected 64 hex digits, found {:?}",
-                m.sha256
-            ));
-        }
-        if !(16..=4096).contains(&m.size) {
-            return Err(format!("model.size: expected 16..=4096, found {}", m.size));
-        }
-        if m.shape != self.input_shape() {
-            return Err(format!(
+        require(
+            !(file.is_empty() || file == ".." || file.contains(['/', '\\'])),
+            || format!("model.file: expected a file name inside the bundle, found {file:?}"),
+        )?;
+        require(
+            m.sha256.len() == 64 && m.sha256.chars().all(|c| c.is_ascii_hexdigit()),
+            || format!("model.sha256: expected 64 hex digits, found {:?}", m.sha256),
+        )?;
+        require((16..=4096).contains(&m.size), || {
+            format!("model.size: expected 16..=4096, found {}", m.size)
+        })?;
+        require(m.shape == self.input_shape(), || {
+            format!(
                 "model.shape: expected {:?} for layout {:?} and size {}, found {:?}",
                 self.input_shape(),
                 m.layout,
                 m.size,
                 m.shape
-            ));
-        }
+            )
+        })?;
         let [lo, hi] = m.value_range;
-        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            return Err(format!(
+        require(lo.is_finite() && hi.is_finite() && lo < hi, || {
+            format!(
                 "model.value_range: expected [lo, hi] with lo < hi, found {:?}",
                 m.value_range
-            ));
-        }
+            )
+        })?;
         if m.mean.iter().any(|v| !v.is_finite()) {
             return Err("model.mean: expected finite numbers".into());
         }
@@ -374,12 +379,12 @@ impl PersonManifest {
         unit("person.candidate_score", p.candidate_score)?;
         unit("person.keypoint_score", p.keypoint_score)?;
         unit("person.nms_iou", p.nms_iou)?;
-        if p.candidate_score > p.presence_score {
-            return Err(format!(
+        require(p.candidate_score <= p.presence_score, || {
+            format!(
                 "person.candidate_score: expected at most presence_score ({}), found {}",
                 p.presence_score, p.candidate_score
-            ));
-        }
+            )
+        })?;
         let q = &self.posture;
         for (key, deg) in [
             ("posture.lying_torso_angle_deg", q.lying_torso_angle_deg),
@@ -388,48 +393,43 @@ impl PersonManifest {
                 q.standing_thigh_angle_deg,
             ),
         ] {
-            if !(deg.is_finite() && deg > 0.0 && deg <= 180.0) {
-                return Err(format!("{key}: expected degrees in (0, 180], found {deg}"));
-            }
+            require(deg.is_finite() && deg > 0.0 && deg <= 180.0, || {
+                format!("{key}: expected degrees in (0, 180], found {deg}")
+            })?;
         }
         positive("posture.lying_box_aspect", q.lying_box_aspect)?;
         positive("posture.standing_leg_extent", q.standing_leg_extent)?;
-        if !self.fall.context_furniture_margin.is_finite() {
-            return Err(format!(
+        require(self.fall.context_furniture_margin.is_finite(), || {
+            format!(
                 "fall.context_furniture_margin: expected a number, found {}",
                 self.fall.context_furniture_margin
-            ));
-        }
+            )
+        })?;
         Ok(())
     }
 
     fn validate_output(&self) -> Result<(), String> {
         let o = &self.output;
-        if o.dtype != ElementType::F32 {
-            return Err(format!(
-                "output.dtype: expected \"f32\", found {:?}",
-                o.dtype
-            ));
-        }
+        require(o.dtype == ElementType::F32, || {
+            format!("output.dtype: expected \"f32\", found {:?}", o.dtype)
+        })?;
         let [batch, rows, row_len] = o.shape;
-        if batch != 1 || rows == 0 || row_len == 0 {
-            return Err(format!(
+        require(batch == 1 && rows > 0 && row_len > 0, || {
+            format!(
                 "output.shape: expected [1, people, row length], found {:?}",
                 o.shape
-            ));
-        }
-        if o.max_people != rows {
-            return Err(format!(
+            )
+        })?;
+        require(o.max_people == rows, || {
+            format!(
                 "output.max_people: expected output.shape[1] ({rows}), found {}",
                 o.max_people
-            ));
-        }
+            )
+        })?;
         let n = self.keypoints.names.len();
-        if n == 0 || n > MAX_KEYPOINTS {
-            return Err(format!(
-                "keypoints.names: expected 1..={MAX_KEYPOINTS} names, found {n}"
-            ));
-        }
+        require((1..=MAX_KEYPOINTS).contains(&n), || {
+            format!("keypoints.names: expected 1..={MAX_KEYPOINTS} names, found {n}")
+        })?;
         for joint in POSTURE_JOINTS {
             if !self.keypoints.names.iter().any(|k| k == joint) {
                 return Err(format!(
@@ -438,37 +438,35 @@ impl PersonManifest {
             }
         }
         for (i, pair) in self.keypoints.skeleton.iter().enumerate() {
-            if pair.iter().any(|&k| k >= n) {
-                return Err(format!(
-                    "keypoints.skeleton[{i}]: expected indices below {n}, found {pair:?}"
-                ));
-            }
+            require(pair.iter().all(|&k| k < n), || {
+                format!("keypoints.skeleton[{i}]: expected indices below {n}, found {pair:?}")
+            })?;
         }
-        if o.keypoint_stride < 3 {
-            return Err(format!(
+        require(o.keypoint_stride >= 3, || {
+            format!(
                 "output.keypoint_stride: expected at least 3, found {}",
                 o.keypoint_stride
-            ));
-        }
+            )
+        })?;
         let kp = [KeypointField::Y, KeypointField::X, KeypointField::Score];
-        if !kp.iter().all(|f| o.keypoint_order.contains(f)) {
-            return Err(format!(
+        require(kp.iter().all(|f| o.keypoint_order.contains(f)), || {
+            format!(
                 "output.keypoint_order: expected a permutation of y, x, score, found {:?}",
                 o.keypoint_order
-            ));
-        }
+            )
+        })?;
         let bx = [
             BoxField::Ymin,
             BoxField::Xmin,
             BoxField::Ymax,
             BoxField::Xmax,
         ];
-        if !bx.iter().all(|f| o.box_order.contains(f)) {
-            return Err(format!(
+        require(bx.iter().all(|f| o.box_order.contains(f)), || {
+            format!(
                 "output.box_order: expected a permutation of ymin, xmin, ymax, xmax, found {:?}",
                 o.box_order
-            ));
-        }
+            )
+        })?;
         let kp_end = o.keypoints_offset + o.keypoint_stride * n;
         for (key, end) in [
             ("output.keypoints_offset", kp_end),
@@ -523,10 +521,8 @@ impl PersonBundle {
     pub fn load_unchecked_graph(dir: impl AsRef<Path>) -> Result<Self, BundleError> {
         let dir = dir.as_ref().to_path_buf();
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&manifest_path).map_err(|source| BundleError::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        let text =
+            fs::read_to_string(&manifest_path).map_err(FileError::reading(&manifest_path))?;
         let manifest = PersonManifest::parse(&text, &manifest_path)?;
         let path = dir.join(&manifest.model.file);
         let found = sha256_file(&path)?;
@@ -552,11 +548,13 @@ impl PersonBundle {
             path: path.clone(),
             message: format!("{e:#}"),
         };
-        let shape_err = |what: &str, expected: String, found: String| BundleError::Shape {
-            path: path.clone(),
-            what: what.into(),
-            expected,
-            found,
+        let shape_err = |what: &str, expected: String, found: String| {
+            BundleError::Shape(ShapeError {
+                path: path.clone(),
+                what: what.into(),
+                expected,
+                found,
+            })
         };
         // Declared output shapes are read too (tract ignores them by default).
         let model = tract_onnx::onnx()
@@ -564,50 +562,53 @@ impl PersonBundle {
             .model_for_path(&path)
             .map_err(load)?;
         let m = &self.manifest;
+        let node_name = |o: &OutletId| model.node(o.node).name.clone();
+        let output_name = |o: &OutletId| {
+            model
+                .outlet_label(*o)
+                .map(str::to_string)
+                .unwrap_or_else(|| node_name(o))
+        };
+        // The outlet called `wanted`, or an error listing the names there are.
+        let pick = |outlets: &[OutletId],
+                    name: &dyn Fn(&OutletId) -> String,
+                    wanted: &str,
+                    what: &str,
+                    kind: &str| {
+            outlets
+                .iter()
+                .copied()
+                .find(|o| name(o) == wanted)
+                .ok_or_else(|| {
+                    let names: Vec<String> = outlets.iter().map(name).collect();
+                    shape_err(what, format!("{wanted:?}"), format!("{kind} {names:?}"))
+                })
+        };
         let inputs = model.input_outlets().map_err(load)?;
-        let input = inputs
-            .iter()
-            .find(|o| model.node(o.node).name == m.model.input)
-            .ok_or_else(|| {
-                let names: Vec<&str> = inputs
-                    .iter()
-                    .map(|o| model.node(o.node).name.as_str())
-                    .collect();
-                shape_err(
-                    "input name (model.input)",
-                    format!("{:?}", m.model.input),
-                    format!("inputs {names:?}"),
-                )
-            })?;
-        let fact = model.outlet_fact(*input).map_err(load)?;
+        let input = pick(
+            inputs,
+            &node_name,
+            &m.model.input,
+            "input name (model.input)",
+            "inputs",
+        )?;
         check_fact(
-            fact,
+            model.outlet_fact(input).map_err(load)?,
             m.model.dtype,
             &m.model.shape,
             "input (model.dtype, model.shape)",
             &shape_err,
         )?;
         let outputs = model.output_outlets().map_err(load)?;
-        let label = |o: &OutletId| {
-            model
-                .outlet_label(*o)
-                .map(str::to_string)
-                .unwrap_or_else(|| model.node(o.node).name.clone())
-        };
-        let output = outputs
-            .iter()
-            .find(|o| label(o) == m.output.name)
-            .ok_or_else(|| {
-                let names: Vec<String> = outputs.iter().map(label).collect();
-                shape_err(
-                    "output name (output.name)",
-                    format!("{:?}", m.output.name),
-                    format!("outputs {names:?}"),
-                )
-            })?;
-        let fact = model.outlet_fact(*output).map_err(load)?;
+        let output = pick(
+            outputs,
+            &output_name,
+            &m.output.name,
+            "output name (output.name)",
+            "outputs",
+        )?;
         check_fact(
-            fact,
+            model.outlet_fact(output).map_err(load)?,
             m.output.dtype,
             &m.output.shape,
             "output (output.dtype, output.shape)",

@@ -19,6 +19,7 @@ pub mod letterbox;
 pub mod manifest;
 pub mod posture;
 
+use crate::model::ShapeError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -221,12 +222,12 @@ impl PoseEstimator {
         let out = plan.runnable().output_fact(0).map_err(load_err)?;
         let concrete = out.shape.as_concrete().map(|s| s.to_vec());
         if concrete.as_deref() != Some(&m.output.shape[..]) || out.datum_type != f32::datum_type() {
-            return Err(BundleError::Shape {
+            return Err(BundleError::Shape(ShapeError {
                 path,
                 what: "optimized output (output.shape, output.dtype)".into(),
                 expected: format!("f32 {:?}", m.output.shape),
                 found: format!("{:?} {:?}", out.datum_type, out.shape),
-            }
+            })
             .into());
         }
         let input = match m.model.dtype {
@@ -283,7 +284,7 @@ impl PoseEstimator {
             .as_slice::<f32>()
             .map_err(|e| run_err(&self.path, e))?;
         if values.len() != self.rows.len() {
-            return Err(EncodeError::Shape {
+            return Err(EncodeError::Shape(ShapeError {
                 path: self.path.clone(),
                 what: "output values".into(),
                 expected: format!(
@@ -292,7 +293,7 @@ impl PoseEstimator {
                     self.manifest.output.shape
                 ),
                 found: values.len().to_string(),
-            }
+            })
             .into());
         }
         self.rows.copy_from_slice(values);
