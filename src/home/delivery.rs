@@ -135,7 +135,7 @@ impl HomeMonitor {
 
     pub(super) fn maybe_stats(&mut self, at: &Stamp) {
         let first = *self.first_mono.get_or_insert(at.mono);
-        let due = self.next_stats_mono.map_or(true, |t| at.mono >= t);
+        let due = self.next_stats_mono.is_none_or(|t| at.mono >= t);
         if !due {
             return;
         }
