@@ -158,7 +158,7 @@ impl SoakObserver {
 impl Observer for SoakObserver {
     fn observe(&mut self, _obs: &Observation<'_>) -> Vec<Utterance> {
         self.frames += 1;
-        if self.frames % self.every == 0 {
+        if self.frames.is_multiple_of(self.every) {
             self.sample();
         }
         let _ = self.done.send(());

@@ -8,12 +8,15 @@
 # The cost is the build of the instrumented crate (tract, tokenizers, image, ...), not the runs:
 # see fuzz/README.md for timings.
 #
-# Disk: the address-sanitized build is large (6.5 GB with debug info, all five binaries kept).
-# To keep it small this script builds without debug info (a crash report still names the
+# All targets are built by one `cargo fuzz build` (one cargo run that compiles the instrumented
+# dependencies once and links every target), then each runs in turn.
+#
+# Disk: the address-sanitized build is large (6.5 GB with debug info, all binaries kept). To
+# keep it small this script builds without debug info (a crash report still names the
 # functions; rebuild with plain `cargo fuzz build` for line numbers) and deletes each target's
-# binary after its run: the whole clone then peaked at 1.9 GB. If the disk has less free space
-# than FUZZ_MIN_FREE_GB (default 3), it says so and skips the smoke run rather than fail
-# half-way through the build; FUZZ_REQUIRE=1 makes that an error.
+# binary after its run. If the disk has less free space than FUZZ_MIN_FREE_GB (default 3), it
+# says so and skips the smoke run rather than fail half-way through the build; FUZZ_REQUIRE=1
+# (what CI sets) makes that an error.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -48,9 +51,14 @@ echo "smoke.sh: toolchain: $(rustc "${toolchain[@]}" --version)"
 export RUSTFLAGS="${RUSTFLAGS:-} -Cdebuginfo=0"
 
 start=$(date +%s)
-for target in $(cargo "${toolchain[@]}" fuzz list); do
-    cargo "${toolchain[@]}" fuzz build "$target"
-    echo "smoke.sh: $target built ($(($(date +%s) - start)) s so far, $(free_gb) GB free)"
+targets=$(cargo "${toolchain[@]}" fuzz list)
+[ -n "$targets" ] || { echo "smoke.sh: no fuzz targets found" >&2; exit 1; }
+echo "smoke.sh: building all targets:" $targets
+cargo "${toolchain[@]}" fuzz build
+echo "smoke.sh: built in $(($(date +%s) - start)) s, $(free_gb) GB free"
+
+for target in $targets; do
+    # `fuzz run` rebuilds nothing here (the build above is current); it finds the binary.
 
     # New inputs go to a scratch corpus (first directory); the committed seeds stay as they are.
     scratch=$(mktemp -d)
@@ -71,7 +79,8 @@ for target in $(cargo "${toolchain[@]}" fuzz list); do
         echo "smoke.sh: $target FAILED (exit $status); the input is under fuzz/artifacts/$target/" >&2
         exit "$status"
     fi
-    # The linked binary is ~0.4 GB; the next target only needs the shared dependencies.
+    # A linked binary is up to ~0.4 GB and this one has run: free its space.
     rm -f fuzz/target/*/release/"$target" fuzz/target/*/release/deps/"$target"-*
+    echo "smoke.sh: $target passed ($(($(date +%s) - start)) s so far, $(free_gb) GB free)"
 done
 echo "smoke.sh: all targets passed; total $(($(date +%s) - start)) s"

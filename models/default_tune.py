@@ -5,7 +5,8 @@
     python models/default_tune.py           # this grid, in numpy (seconds)
 
 The knobs: centering on/off, the softmax temperature T and the person mix; the preprocessing
-variants at the chosen knobs; and the naive ConSE baseline of FINDINGS.md for comparison.
+variants at the chosen knobs; and the naive ConSE baseline (the model card's "Naive ConSE
+re-run here" row) for comparison.
 Everything is computed from the cached backbone logits and float64 text embeddings, with the
 ConSE head in numpy (the graphs compute the same; build_default.py checks that).
 
@@ -83,7 +84,7 @@ def main():
               f"| pAUC {r['pAUC']:.3f} cAUC {r['cAUC']:.3f} | cov {r['cov1']:.2f} {r['cov3']:.2f}")
 
     print(f"ImageNet-covered dominant photos: {sum(covered)} of {len(dom)}")
-    print("\n== naive ConSE baseline (FINDINGS.md): T, top-10, no centering, no person rows")
+    print("\n== naive ConSE baseline: T, top-10, no centering, no person rows")
     for store in ("f32", "int8"):
         for T in (1.0, 2.0):
             row(f"{store} baseline T={T:g} top-10", evaluate(store, False, T, 0.0, top_k=10, person_rows=[]))

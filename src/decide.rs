@@ -704,8 +704,17 @@ mod tests {
     #[test]
     fn nan_scores_do_not_panic_or_announce() {
         let mut e = engine(DecisionConfig::default());
+        // Non-finite scores count as "not seen": nothing is said, not even the hazard whose
+        // score is +inf, and nothing is in view.
         let said = run(&mut e, 0.0, 2.0, 10.0, [f32::NAN, f32::INFINITY, f32::NAN]);
-        assert!(said.iter().all(|u| u.kind == Kind::Hazard));
+        assert!(said.is_empty(), "{said:?}");
+        assert!(!(0..3).any(|i| e.present(i)));
+        // They do not poison the smoothing window: valid frames afterwards are announced as
+        // usual, the hazard first.
+        let said = run(&mut e, 2.0, 4.0, 10.0, [4.0, 5.0, 0.0]);
+        let texts: Vec<_> = said.iter().map(|u| u.text.as_str()).collect();
+        assert_eq!(texts, ["stairs!", "chair!"], "{said:?}");
+        assert_eq!(said[0].kind, Kind::Hazard);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::decide::{still_scene, DecisionConfig, LabelInfo};
 use crate::matching::Matcher;
 use crate::prompts::bank::Bank;
 use crate::prompts::calibrate::{
-    names, read_references, recalibrate, CalibrationError, PrecisionRule, Reference, LABELS_FILE,
+    names, parse_references, recalibrate, CalibrationError, PrecisionRule, Reference, LABELS_FILE,
 };
 use crate::types::{Category, Scores};
 
@@ -62,20 +62,7 @@ pub struct Photo {
 pub fn read_photos(dir: &Path) -> Result<Vec<Photo>, EvalError> {
     let path = dir.join(LABELS_FILE);
     let text = crate::file_error::read_to_string(&path).map_err(CalibrationError::from)?;
-    let header: Vec<&str> = text
-        .lines()
-        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .unwrap_or("")
-        .split('\t')
-        .map(str::trim)
-        .collect();
-    let refs = match (
-        header.iter().position(|c| *c == "file"),
-        header.iter().position(|c| *c == "class"),
-    ) {
-        (Some(f), Some(c)) => read_class_table(dir, &path, &text, f, c)?,
-        _ => read_references(dir)?,
-    };
+    let refs = parse_labels(dir, &text)?;
     let dominant = read_dominant(dir)?;
     let mut photos: Vec<Photo> = refs
         .into_iter()
@@ -95,6 +82,26 @@ pub fn read_photos(dir: &Path) -> Result<Vec<Photo>, EvalError> {
         .collect();
     photos.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(photos)
+}
+
+/// Parses the text of `dir/labels.tsv` in either format: `file<TAB>label,label,…` (the
+/// calibration format), or a table whose header row names `file` and `class` columns.
+pub fn parse_labels(dir: &Path, text: &str) -> Result<Vec<Reference>, CalibrationError> {
+    let path = dir.join(LABELS_FILE);
+    let header: Vec<&str> = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
+        .split('\t')
+        .map(str::trim)
+        .collect();
+    match (
+        header.iter().position(|c| *c == "file"),
+        header.iter().position(|c| *c == "class"),
+    ) {
+        (Some(f), Some(c)) => read_class_table(dir, &path, text, f, c),
+        _ => parse_references(dir, &path, text),
+    }
 }
 
 fn read_class_table(
@@ -122,7 +129,7 @@ fn read_class_table(
                 message: "missing the file or class column".into(),
             });
         };
-        if file.is_empty() || file.contains("..") {
+        if file.is_empty() || file.contains("..") || Path::new(file).has_root() {
             return Err(CalibrationError::Line {
                 path: path.to_path_buf(),
                 line: i + 1,

@@ -83,13 +83,13 @@ pub enum DecodeError {
 
 /// Decodes the image file at `path`.
 pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DecodeError> {
-    let meta = std::fs::metadata(path).map_err(FileError::reading(&path))?;
+    let meta = std::fs::metadata(path).map_err(FileError::reading(path))?;
     if meta.is_dir() {
         return Err(DecodeError::Directory {
             path: path.to_path_buf(),
         });
     }
-    let bytes = std::fs::read(path).map_err(FileError::reading(&path))?;
+    let bytes = std::fs::read(path).map_err(FileError::reading(path))?;
     decode_bytes(&bytes, path, limits)
 }
 
@@ -137,7 +137,7 @@ fn decode_reader<R: BufRead + Seek>(
     };
     let mut reader = ImageReader::new(reader)
         .with_guessed_format()
-        .map_err(FileError::reading(&path))?;
+        .map_err(FileError::reading(path))?;
     if reader.format().is_none() {
         return Err(DecodeError::UnknownFormat {
             path: path.to_path_buf(),

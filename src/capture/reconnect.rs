@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use image::RgbImage;
 
 use super::{CaptureError, FrameSource, SourceEvent};
@@ -108,10 +108,7 @@ impl Reader {
     /// Asks for one call and waits for its reply at most `deadline`; `None`: it is late.
     fn call(&self, request: Request, deadline: Duration) -> Option<Reply> {
         self.requests.send(request).ok()?;
-        match self.replies.recv_timeout(deadline) {
-            Ok(reply) => Some(reply),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.replies.recv_timeout(deadline).ok()
     }
 }
 

@@ -81,31 +81,40 @@ mod tests {
 
     #[test]
     fn a_configured_key_press_sends_one_cancel() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("event0");
-        let mut bytes = Vec::new();
-        bytes.extend(key_down(30)); // KEY_A: not configured
-        bytes.extend(key_down(28));
-        bytes.extend(encode_event(1, 28, 0)); // up
-        bytes.extend(key_down(28)); // bounce
-        std::fs::write(&dev, bytes).unwrap();
+        // A FIFO held open stands in for the device: no end of file, so nothing is re-read.
+        crate::controls::input::make_fifo(&dev);
         let (tx, rx) = crossbeam_channel::bounded(8);
         let mut reader = ButtonReader::start(
             &ButtonConfig {
-                device: dev,
+                device: dev.clone(),
                 keys: vec![28],
             },
             tx,
         )
         .unwrap();
-        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            got,
-            Command::Home(HomeCommand::Cancel {
-                source: CommandSource::Button
-            })
-        );
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        let mut w = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        let mut bytes = Vec::new();
+        bytes.extend(key_down(30)); // KEY_A: not configured
+        bytes.extend(key_down(28));
+        bytes.extend(encode_event(1, 28, 0)); // up
+        bytes.extend(key_down(28)); // bounce
+        w.write_all(&bytes).unwrap();
+        let cancel = Command::Home(HomeCommand::Cancel {
+            source: CommandSource::Button,
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), cancel);
+        // The four records went in one write and are read together: a bounce taken for a
+        // press would be on the channel within milliseconds, long before the debounce time.
+        std::thread::sleep(DEBOUNCE + Duration::from_millis(100));
+        let extra: Vec<_> = rx.try_iter().collect();
+        assert!(extra.is_empty(), "the bounce was a press: {extra:?}");
+        // The reader is still there: a real press after the debounce time counts again.
+        w.write_all(&key_down(28)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), cancel);
         reader.shutdown();
+        drop(w);
     }
 }

@@ -159,7 +159,7 @@ impl Delivery {
             }
             v
         });
-        self.to_mqtt(&value, alert_value.as_ref(), priority);
+        self.queue_mqtt(&value, alert_value.as_ref(), priority);
         let body = match &alert_value {
             Some(v) => Some(with_topic(v, "alerts")),
             None if self.webhook_events => Some(with_topic(&value, "events")),
@@ -180,7 +180,7 @@ impl Delivery {
         }
     }
 
-    fn to_mqtt(&mut self, event: &Value, alert: Option<&Value>, priority: Priority) {
+    fn queue_mqtt(&mut self, event: &Value, alert: Option<&Value>, priority: Priority) {
         let (Some(topics), Some(outbox)) = (&self.topics, &self.mqtt_outbox) else {
             return;
         };

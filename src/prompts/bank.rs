@@ -201,7 +201,10 @@ impl Bank {
 
     /// Adds a gate vocabulary: `rows` unit-length text embeddings of this bank's model.
     pub fn with_vocabulary(mut self, rows: Vec<f32>) -> Result<Self, String> {
-        if rows.is_empty() || rows.len() % self.dim != 0 || rows.iter().any(|v| !v.is_finite()) {
+        if rows.is_empty()
+            || !rows.len().is_multiple_of(self.dim)
+            || rows.iter().any(|v| !v.is_finite())
+        {
             return Err(format!(
                 "vocabulary: expected rows of {} finite values, found {} values",
                 self.dim,

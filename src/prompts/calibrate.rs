@@ -113,7 +113,16 @@ pub struct Reference {
 /// Reads `dir/labels.tsv`.
 pub fn read_references(dir: &Path) -> Result<Vec<Reference>, CalibrationError> {
     let path = dir.join(LABELS_FILE);
-    let text = std::fs::read_to_string(&path).map_err(FileError::reading(&path))?;
+    let text = crate::file_error::read_to_string(&path)?;
+    parse_references(dir, &path, &text)
+}
+
+/// Parses the text of a `labels.tsv` (`file<TAB>label,label,…`) that is `path` in `dir`.
+pub fn parse_references(
+    dir: &Path,
+    path: &Path,
+    text: &str,
+) -> Result<Vec<Reference>, CalibrationError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -122,9 +131,9 @@ pub fn read_references(dir: &Path) -> Result<Vec<Reference>, CalibrationError> {
         }
         let mut cols = line.splitn(2, '\t');
         let file = cols.next().unwrap_or("").trim();
-        if file.is_empty() || file.contains("..") {
+        if file.is_empty() || file.contains("..") || Path::new(file).has_root() {
             return Err(CalibrationError::Line {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 line: i + 1,
                 message: format!("bad file name {file:?}"),
             });
@@ -342,6 +351,13 @@ mod tests {
         assert_eq!(refs.len(), 3);
         assert!(refs[0].labels.contains("person"));
         assert!(refs[1].labels.is_empty() && refs[2].labels.is_empty());
+        // A photo outside the folder is refused: `..` or an absolute path (which `join` would
+        // put in place of the folder).
+        std::fs::write(dir.path().join(LABELS_FILE), "/etc/x.jpg\tdog\n").unwrap();
+        assert!(read_references(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
         std::fs::write(dir.path().join(LABELS_FILE), "../x.jpg\tdog\n").unwrap();
         assert!(read_references(dir.path())
             .unwrap_err()

@@ -104,6 +104,6 @@ pub fn earcon(rate: u32, hz: f32, ms: u32) -> Vec<i16> {
             (AMPLITUDE * env * phase.sin()) as i16
         })
         .collect();
-    out.extend(std::iter::repeat(0).take((rate * GAP_MS / 1000) as usize));
+    out.extend(std::iter::repeat_n(0, (rate * GAP_MS / 1000) as usize));
     out
 }

@@ -88,19 +88,7 @@ impl Speaker for WavSpeaker {
     }
     fn say(&mut self, u: &Utterance) -> Result<(), SpeechError> {
         let t = self.start.elapsed().as_secs_f64();
-        if self.is_speaking() {
-            if let Some(cut) = self.current.take() {
-                self.write_line(&TranscriptLine {
-                    t,
-                    text: String::new(),
-                    priority: "interrupt".into(),
-                    rank: 0,
-                    wav: String::new(),
-                    duration: 0.0,
-                    interrupted: Some(cut),
-                })?;
-            }
-        }
+        self.cut_short(t)?;
         let pcm = with_earcon(&self.voice, u, espeak_synth(&self.voice, &u.text)?);
         self.count += 1;
         let name = format!("{:04}.wav", self.count);
@@ -131,6 +119,79 @@ impl Speaker for WavSpeaker {
         }
     }
     fn stop(&mut self) {
+        // The speech queue stops the speaker before it says the more urgent sentence: the cut
+        // is written here, or the transcript would never show it.
+        let t = self.start.elapsed().as_secs_f64();
+        if let Err(e) = self.cut_short(t) {
+            log::warn!("wav speaker: {e}");
+        }
         self.busy_until = None;
+    }
+}
+
+impl WavSpeaker {
+    /// Writes an interrupt line naming the sentence still playing at `t`, if one is.
+    fn cut_short(&mut self, t: f64) -> Result<(), SpeechError> {
+        if self.is_speaking() {
+            if let Some(cut) = self.current.take() {
+                self.write_line(&TranscriptLine {
+                    t,
+                    text: String::new(),
+                    priority: "interrupt".into(),
+                    rank: 0,
+                    wav: String::new(),
+                    duration: 0.0,
+                    interrupted: Some(cut),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Kind;
+
+    #[test]
+    fn a_stop_while_speaking_writes_the_interrupt_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WavSpeaker::new(VoiceConfig::default(), dir.path(), Instant::now()).unwrap();
+        let u = |text: &str, kind| Utterance {
+            text: text.into(),
+            kind,
+            priority: 0,
+            t: 0.0,
+            interrupt: kind == Kind::Hazard,
+            earcon: false,
+        };
+        w.say(&u(
+            "A long sentence that takes a few seconds to say aloud.",
+            Kind::Object,
+        ))
+        .unwrap();
+        assert!(w.is_speaking());
+        w.stop();
+        w.say(&u("Caution: stairs.", Kind::Hazard)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("transcript.jsonl")).unwrap();
+        let lines: Vec<TranscriptLine> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1].priority, "interrupt");
+        assert_eq!(lines[1].interrupted.as_deref(), Some("0001.wav"));
+        assert_eq!(lines[2].text, "Caution: stairs.");
+        // Stopping cuts the hazard in turn; a second stop, with nothing playing, writes nothing.
+        w.stop();
+        w.stop();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("transcript.jsonl"))
+                .unwrap()
+                .lines()
+                .count(),
+            4
+        );
     }
 }

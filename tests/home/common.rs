@@ -38,6 +38,32 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// How long a count must stay unchanged before [`settled`] believes it: three times the
+/// slowest retry delay these tests configure, so a late duplicate has time to show.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// Polls `count` every 20 ms until its value has stayed the same for `quiet`, then returns it;
+/// panics after `WAIT` naming `what` if it never settles. Use it instead of "sleep, then
+/// count": a duplicate that arrives late restarts the quiet period and is counted.
+pub fn settled(what: &str, quiet: Duration, mut count: impl FnMut() -> usize) -> usize {
+    let deadline = Instant::now() + WAIT + quiet;
+    let mut last = count();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = count();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return last;
+        }
+        if Instant::now() > deadline {
+            panic!("{what} never settled (last count {last})");
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -252,6 +278,14 @@ impl Subscriber {
         })
     }
 
+    /// The messages on `topic` once their number has stayed the same for [`QUIET`].
+    pub fn settled_on(&self, topic: &str) -> Vec<Msg> {
+        settled(&format!("the messages on {topic}"), QUIET, || {
+            self.on(topic).len()
+        });
+        self.on(topic)
+    }
+
     pub fn publish(&self, topic: &str, payload: &str) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
@@ -396,6 +430,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub at: Instant,
+    /// The status code the server answered with.
+    pub status: u16,
 }
 
 impl Request {
@@ -421,7 +457,18 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
+    /// Answers the first requests with `script`'s status codes, in order, then 200.
     pub fn start(script: Vec<u16>) -> HttpServer {
+        Self::start_scripted(None, script)
+    }
+
+    /// Answers the first requests whose JSON `topic` is `topic` with `script`'s status codes,
+    /// in order; every other request (a heartbeat, say) gets 200 and leaves the script alone.
+    pub fn start_for_topic(topic: &'static str, script: Vec<u16>) -> HttpServer {
+        Self::start_scripted(Some(topic), script)
+    }
+
+    fn start_scripted(topic: Option<&'static str>, script: Vec<u16>) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -435,8 +482,11 @@ impl HttpServer {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            if let Some(req) = read_request(&stream) {
-                                let status = script.next().unwrap_or(200);
+                            if let Some(mut req) = read_request(&stream) {
+                                let scripted = topic.is_none_or(|t| req.json()["topic"] == t);
+                                let status = if scripted { script.next() } else { None };
+                                let status = status.unwrap_or(200);
+                                req.status = status;
                                 let reply = format!(
                                     "HTTP/1.1 {status} S\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                                 );
@@ -510,5 +560,6 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
+        status: 0,
     })
 }

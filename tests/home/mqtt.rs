@@ -27,8 +27,26 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
         &format!("{prefix}-ha/binary_sensor/t1-home/fall/config"),
         |_| true,
     );
-    assert!(disc.retain || !disc.payload.is_empty());
     assert_eq!(disc.json()["state_topic"], format!("{prefix}/state"));
+    // Retained: a subscriber that connects afterwards is handed both, flagged as retained
+    // (the first subscriber saw them live, where the broker clears the flag).
+    let late = Subscriber::connect(
+        broker.port,
+        &[
+            &format!("{prefix}/available"),
+            &format!("{prefix}-ha/binary_sensor/t1-home/fall/config"),
+        ],
+    );
+    let online = late.wait_for(&format!("{prefix}/available"), |_| true);
+    assert_eq!(online.payload, "online");
+    assert!(online.retain, "available is not retained: {online:?}");
+    let disc_late = late.wait_for(
+        &format!("{prefix}-ha/binary_sensor/t1-home/fall/config"),
+        |_| true,
+    );
+    assert!(disc_late.retain, "discovery is not retained: {disc_late:?}");
+    assert_eq!(disc_late.payload, disc.payload);
+    drop(late);
 
     // Up for 5 s, then on the floor for ten minutes.
     let mut feed = Feed::new();
@@ -45,8 +63,7 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
     wait_for("the outbox to drain", || {
         (m.pending_deliveries().0 == 0).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let alerts = sub.on(&alerts_topic);
+    let alerts = sub.settled_on(&alerts_topic);
     assert_eq!(alerts.len(), 1, "one fall, one alert message: {alerts:?}");
     let a = alert.json();
     let id = a["id"].as_str().unwrap().to_string();
@@ -111,9 +128,16 @@ fn mqtt_fall_sequence_publishes_exactly_one_alert() {
     assert_eq!(end.json()["alert"]["state"], "resolved");
     assert!(end.json()["end_time"].is_number());
 
-    // Clean exit: offline.
+    // Clean exit: offline. It is the monitor's last message on its connection, so every
+    // alert it sent is in by now: still exactly these three.
     m.shutdown();
     sub.wait_for(&format!("{prefix}/available"), |m| m.payload == "offline");
+    let steps: Vec<_> = sub
+        .settled_on(&alerts_topic)
+        .iter()
+        .map(|m| m.json()["step"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(steps, ["alert", "acknowledged", "resolved"]);
     // Stats were published at start.
     assert!(!sub.on(&format!("{prefix}/stats")).is_empty());
 }
@@ -175,13 +199,10 @@ fn mqtt_alert_survives_broker_outage_and_restart() {
         (m.pending_deliveries().0 == 0).then_some(())
     });
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        sub.on(&alerts_topic).len(),
-        1,
-        "{:?}",
-        sub.on(&alerts_topic)
-    );
+    // Neither the monitor (a resend from the outbox) nor the broker (the persistent session's
+    // queue) may deliver a second copy: the count must settle at one.
+    let alerts = sub.settled_on(&alerts_topic);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
     m.shutdown();
 }
 
@@ -270,8 +291,8 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     wait_for("the outbox to drain", || {
         (m.pending_deliveries().0 == 0).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(sub.on(&format!("{prefix}/alerts")).is_empty());
+    let alerts = sub.settled_on(&format!("{prefix}/alerts"));
+    assert!(alerts.is_empty(), "{alerts:?}");
     assert_eq!(
         feed.said
             .iter()
@@ -316,13 +337,28 @@ fn mqtt_set_cancel_during_check_in_means_no_alert() {
     wait_for("the second monitor online", || {
         (onlines() > before).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // A live command after the second monitor subscribed: the broker hands a retained message
+    // to a new subscription before anything published later, so the first command the second
+    // monitor acts on must be this one, not the retained cancel.
+    sub.publish(
+        &format!("{prefix}/set"),
+        r#"{"command": "acknowledge", "by": "probe"}"#,
+    );
+    let first = second_commands
+        .recv_timeout(WAIT)
+        .expect("the live command reaches the second monitor");
     assert!(
-        second_commands.try_recv().is_err(),
-        "a retained command was acted on"
+        matches!(
+            first,
+            clipsight::Command::Home(HomeCommand::Acknowledge { .. })
+        ),
+        "{first:?}: a retained command was acted on"
     );
     second.shutdown();
     m.shutdown();
+    // Both monitors are gone: still no alert, ever, in this test.
+    let alerts = sub.settled_on(&format!("{prefix}/alerts"));
+    assert!(alerts.is_empty(), "{alerts:?}");
 }
 
 #[test]
@@ -335,6 +371,7 @@ fn mqtt_alert_still_goes_out_when_the_event_log_disk_is_full() {
     std::os::unix::fs::symlink("/dev/full", dir.path().join("events.jsonl")).unwrap();
     let mut cfg = home_config(dir.path(), Some(broker.port), prefix);
     cfg.fall.ack_seconds = 100_000.0;
+    cfg.stats_interval_seconds = 10.0;
     let mut m = HomeMonitor::start(cfg, HomeSecrets::default(), bus().0).unwrap();
     let mut feed = Feed::new();
     feed.up(&mut m, 5.0);
@@ -347,5 +384,12 @@ fn mqtt_alert_still_goes_out_when_the_event_log_disk_is_full() {
     );
     let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
     assert_eq!(alert["step"], "alert");
+    // The README's promise: each failed append is counted in `errors.event_log` of the stats
+    // (the check-in and the alert are two records; the last stats message came after both).
+    // Stats go out every 10 s of the feed's time; one after the alert carries the count.
+    let stats = sub.wait_for(&format!("{prefix}/stats"), |m| {
+        m.json()["errors"]["event_log"].as_u64() >= Some(2)
+    });
+    assert_eq!(stats.json()["errors"]["outbox"], 0, "{}", stats.payload);
     m.shutdown();
 }

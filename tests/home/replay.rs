@@ -124,8 +124,7 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
     let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
     assert_eq!(alert["label"], "person lying on the floor");
     assert_eq!(alert["step"], "alert");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let alerts = sub.on(&format!("{prefix}/alerts"));
+    let alerts = settled_alerts(&sub, prefix);
     let ids: std::collections::HashSet<_> = alerts
         .iter()
         .map(|m| m.json()["id"].as_str().unwrap().to_string())
@@ -134,6 +133,14 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
     assert_eq!(
         alerts.iter().filter(|m| m.json()["type"] == "new").count(),
         1
+    );
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|m| m.json()["step"] == "alert")
+            .count(),
+        1,
+        "{alerts:?}"
     );
     // The event log on disk has the same story.
     let log = std::fs::read_to_string(dir.path().join("state/events.jsonl")).unwrap_or_default();
@@ -173,7 +180,15 @@ fn mqtt_set_cancel_reaches_the_running_binary_through_the_command_bus() {
         transcript.contains("All right. I will not call anyone."),
         "{transcript}"
     );
-    assert!(sub.on(&format!("{prefix}/alerts")).is_empty());
+    assert!(settled_alerts(&sub, prefix).is_empty());
+}
+
+/// The alerts a finished run published. The run has exited: its clean exit's `offline` is the
+/// last message on its connection, so once the subscriber has it, everything before it is in;
+/// then the count must also stay put for [`QUIET`].
+fn settled_alerts(sub: &Subscriber, prefix: &str) -> Vec<Msg> {
+    sub.wait_for(&format!("{prefix}/available"), |m| m.payload == "offline");
+    sub.settled_on(&format!("{prefix}/alerts"))
 }
 
 /// Runs the home profile with the shipped models (default bundle, person/pose model, home bank)
@@ -234,14 +249,21 @@ fn mqtt_pose_stage_sees_a_fall_with_the_shipped_models() {
     assert!(transcript.contains("Are you all right?"), "{transcript}");
     let alert = sub.wait_for(&format!("{prefix}/alerts"), |_| true).json();
     assert_eq!(alert["step"], "alert");
-    // Quiet for a while: no second incident arrives late.
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let ids: std::collections::HashSet<_> = sub
-        .on(&format!("{prefix}/alerts"))
+    // Everything the run sent is in, and no second incident came late.
+    let alerts = settled_alerts(&sub, prefix);
+    let ids: std::collections::HashSet<_> = alerts
         .iter()
         .map(|m| m.json()["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 1, "one fall, one incident");
+    assert_eq!(ids.len(), 1, "one fall, one incident: {alerts:?}");
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|m| m.json()["step"] == "alert")
+            .count(),
+        1,
+        "{alerts:?}"
+    );
 }
 
 /// The same person standing the whole time: no check-in, no alert.
@@ -258,6 +280,6 @@ fn mqtt_pose_stage_stays_quiet_while_the_person_is_up() {
     }
     let transcript = run_pose_home(dir.path(), &frames, &broker, prefix);
     assert!(!transcript.contains("Are you all right?"), "{transcript}");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(sub.on(&format!("{prefix}/alerts")).is_empty());
+    let alerts = settled_alerts(&sub, prefix);
+    assert!(alerts.is_empty(), "{alerts:?}");
 }

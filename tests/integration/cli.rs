@@ -125,10 +125,18 @@ fn embed_prompts_writes_a_calibrated_bank() {
         let norm: f32 = bank.embedding(i).iter().map(|v| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-4);
         assert!(e.threshold > e.neg_mean && e.neg_std > 0.0);
-        assert!(e.say.contains(&e.label) || !e.say.is_empty());
     }
+    // The sentences: the default one for each category, or the entry's own `say`.
+    let says: Vec<_> = bank.entries.iter().map(|e| e.say.as_str()).collect();
+    assert_eq!(
+        says,
+        [
+            "Dog.",
+            "Caution: stairs going down.",
+            "Someone is lying on the floor."
+        ]
+    );
     assert_eq!(bank.entries[1].category, clipsight::types::Category::Hazard);
-    assert!(bank.entries[1].say.contains("stairs going down"));
 }
 
 /// ImageNet-covered dominant-object photos of coco-train128 (see the default bundle's model

@@ -142,15 +142,37 @@ fn wearable_scene_hazard_scene_through_the_real_pipeline() {
             "{o} before the hazard"
         );
     }
-    let interrupted_before_hazard = r.transcript.iter().any(|l| l["interrupted"].is_string());
-    let spoken_when_hazard_came = lines.iter().any(|l| {
+    // If something else was still being spoken when the hazard came, the hazard cut it: the
+    // transcript line just before the hazard's is an interrupt line, at the hazard's time
+    // (written by the speaker's stop, just before the hazard is said), naming that WAV.
+    let spoken_when_hazard_came = lines.iter().find(|l| {
         let (t, d) = (l["t"].as_f64().unwrap(), l["duration"].as_f64().unwrap());
         l["priority"] != "hazard" && t < t_hazard && t + d > t_hazard
     });
-    assert!(
-        !spoken_when_hazard_came || interrupted_before_hazard,
-        "the hazard waited"
-    );
+    if let Some(cut) = spoken_when_hazard_came {
+        let at = r
+            .transcript
+            .iter()
+            .position(|l| l["wav"] == hazard["wav"])
+            .unwrap();
+        let before = at
+            .checked_sub(1)
+            .map(|i| &r.transcript[i])
+            .unwrap_or_else(|| panic!("the hazard waited for {cut}"));
+        assert_eq!(
+            before["priority"], "interrupt",
+            "the hazard waited for {cut}"
+        );
+        assert_eq!(
+            before["interrupted"], cut["wav"],
+            "the wrong line was cut: {before}"
+        );
+        let dt = t_hazard - before["t"].as_f64().unwrap();
+        assert!(
+            (0.0..0.2).contains(&dt),
+            "cut {dt:.3} s before the hazard: {before}"
+        );
+    }
 
     // The scenes were named, and nothing was said twice (the run is shorter than any cooldown).
     assert!(texts.iter().any(|t| t.contains("Dog")), "{texts:?}");

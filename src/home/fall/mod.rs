@@ -548,7 +548,7 @@ impl FallMonitor {
             _ => None,
         };
         for a in fall.into_iter().chain(self.inactivity_alert.as_mut()) {
-            if !a.acknowledged && incident.map_or(true, |i| i == a.incident) {
+            if !a.acknowledged && incident.is_none_or(|i| i == a.incident) {
                 a.acknowledged = true;
                 out.push(FallAction::AlertAcknowledged {
                     incident: a.incident,
