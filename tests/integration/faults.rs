@@ -20,6 +20,7 @@ use clipsight::speech::{Speaker, SpeechError, SpeechThread, VoiceConfig};
 use clipsight::types::Category;
 use clipsight::types::Frame;
 use clipsight::types::Utterance;
+use clipsight::vision::encoder::{EncodeError, ImageEncoder};
 use clipsight::vision::tract::TractImageEncoder;
 use clipsight::vision::ImageEmbedder;
 use image::RgbImage;
@@ -374,4 +375,64 @@ fn a_camera_whose_read_hangs_is_reported_lost_and_comes_back() {
     );
     assert!(back > recover_at, "{said:?}");
     assert_eq!(said.iter().filter(|(_, s)| s == "Camera lost.").count(), 1);
+}
+
+/// An image encoder that fails on every frame (a corrupt model, an accelerator gone).
+struct Failing {
+    input_len: usize,
+    dim: usize,
+}
+
+impl ImageEncoder for Failing {
+    fn input_len(&self) -> usize {
+        self.input_len
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn encode(&mut self, _: &[f32], _: &mut [f32]) -> Result<(), EncodeError> {
+        Err(EncodeError::Run {
+            path: "failing.onnx".into(),
+            message: "the accelerator is gone".into(),
+        })
+    }
+}
+
+/// An encoder that fails on every frame: "Vision error: I can't recognize anything." is said
+/// once (after `failures_before_telling` frames), not once per frame, and the loop goes on.
+#[test]
+fn an_always_failing_encoder_is_said_once_and_the_loop_goes_on() {
+    let (_, bank, photos) = setup();
+    let bundle = Bundle::load(tiny_model()).unwrap();
+    let image = &bundle.manifest.image;
+    let failing = Failing {
+        input_len: 3 * (image.size as usize).pow(2),
+        dim: bundle.manifest.embedding.dim,
+    };
+    let embedder = ImageEmbedder::new(image.into(), Box::new(failing)).unwrap();
+    // 30 changing frames: the gate lets each through to the encoder.
+    let steps: Vec<Step> = (0..30)
+        .map(|i| Step::Frame(["dog.jpg", "bus.jpg", "giraffe.jpg"][i % 3]))
+        .collect();
+    let source = Faulty {
+        steps: steps.into(),
+        photos,
+        start: Instant::now(),
+        seq: 0,
+        burst: None,
+    };
+    let (said, stats) = run(Box::new(source), embedder, bank);
+    let said: Vec<String> = said.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        said.iter()
+            .filter(|s| *s == "Vision error: I can't recognize anything.")
+            .count(),
+        1,
+        "{said:?}"
+    );
+    assert!(!said.iter().any(|s| s.contains("bus")), "{said:?}");
+    assert!(
+        stats.frames.processed + stats.frames.failed >= 20,
+        "{stats:?}"
+    );
 }

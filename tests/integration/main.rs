@@ -11,4 +11,5 @@ mod parity;
 mod pose;
 mod precision;
 mod privacy;
+mod service;
 mod speechd;

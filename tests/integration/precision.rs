@@ -60,13 +60,13 @@ fn said_by_run(photo: &PathBuf, banks: &[&str], extra: &[&str]) -> Vec<String> {
     sentences(speech.path())
 }
 
-/// The sentences of a wav transcript, device status left out.
+/// The sentences of a wav transcript, device status and interrupt lines left out.
 fn sentences(speech_dir: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(speech_dir.join("transcript.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|l| l["priority"] != "status")
+        .filter(|l| l["priority"] != "status" && l["wav"] != "")
         .map(|l| l["text"].as_str().unwrap().to_string())
         .collect()
 }
