@@ -532,14 +532,22 @@ impl Pipeline {
         t: f64,
         say: &dyn Fn(Utterance),
     ) {
-        match self.embedder.embed((&frame.image).into()) {
+        let t0 = Instant::now();
+        let embedded = self
+            .embedder
+            .preprocess((&frame.image).into())
+            .and_then(|()| {
+                st.lat.preprocess.record(t0.elapsed());
+                let t1 = Instant::now();
+                let e = self.embedder.encode();
+                st.lat.encode.record(t1.elapsed());
+                e
+            });
+        match embedded {
             Ok(embedding) => {
                 let tm = Instant::now();
                 self.matcher.score(embedding, &mut st.scores);
                 st.lat.matching.record(tm.elapsed());
-                let times = self.embedder.last_times();
-                st.lat.preprocess.record(times.preprocess);
-                st.lat.encode.record(times.encode);
                 st.counts.processed += 1;
                 st.have_scores = true;
                 st.gate.encoded(&st.thumb, t);

@@ -14,8 +14,6 @@ mod resample;
 pub mod select;
 pub mod tract;
 
-use std::time::{Duration, Instant};
-
 use crate::types::RgbView;
 use crate::vision::encoder::{EncodeError, ImageEncoder};
 use crate::vision::preprocess::{PreprocessError, PreprocessSpec, Preprocessor};
@@ -39,22 +37,12 @@ pub enum EmbedError {
     },
 }
 
-/// Time spent in each stage of the last call.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimes {
-    /// Resize, crop and normalize.
-    pub preprocess: Duration,
-    /// The image encoder.
-    pub encode: Duration,
-}
-
 /// Preprocessing plus an image encoder, with reused buffers: RGB frame → unit-length embedding.
 pub struct ImageEmbedder {
     pre: Preprocessor,
     encoder: Box<dyn ImageEncoder>,
     pixels: Vec<f32>,
     embedding: Vec<f32>,
-    times: StageTimes,
 }
 
 impl ImageEmbedder {
@@ -72,7 +60,6 @@ impl ImageEmbedder {
             embedding: vec![0.0; encoder.dim()],
             pre,
             encoder,
-            times: StageTimes::default(),
         })
     }
 
@@ -83,19 +70,20 @@ impl ImageEmbedder {
 
     /// Embeds one RGB image; the result is valid until the next call.
     pub fn embed(&mut self, img: RgbView<'_>) -> Result<&[f32], EmbedError> {
-        let t0 = Instant::now();
-        self.pre.run(img, &mut self.pixels)?;
-        let t1 = Instant::now();
-        self.encoder.encode(&self.pixels, &mut self.embedding)?;
-        self.times = StageTimes {
-            preprocess: t1 - t0,
-            encode: t1.elapsed(),
-        };
-        Ok(&self.embedding)
+        self.preprocess(img)?;
+        self.encode()
     }
 
-    /// Stage times of the last successful [`ImageEmbedder::embed`].
-    pub fn last_times(&self) -> StageTimes {
-        self.times
+    /// The first step of [`ImageEmbedder::embed`]: resize, crop and normalize `img` into the
+    /// input buffer. The pipeline times the two steps itself.
+    pub fn preprocess(&mut self, img: RgbView<'_>) -> Result<(), EmbedError> {
+        Ok(self.pre.run(img, &mut self.pixels)?)
+    }
+
+    /// The second step: encodes the last preprocessed frame; the result is valid until the
+    /// next call.
+    pub fn encode(&mut self) -> Result<&[f32], EmbedError> {
+        self.encoder.encode(&self.pixels, &mut self.embedding)?;
+        Ok(&self.embedding)
     }
 }
