@@ -17,9 +17,10 @@
 # Needs: deploy/build-arm64.sh run once (cross toolchain, qemu-user-static), python3.
 # Environment: CARGO_TARGET_DIR as usual; X86_TARGET_DIR for an x86_64 build kept elsewhere;
 # X86_BIN to compare with a given x86_64 binary instead (e.g. target/debug/clipsight).
-# The integration tests that start the clipsight binary (tests/integration/cli.rs) are skipped
-# under qemu: without binfmt_misc an emulated process cannot exec another aarch64 binary. Step 1
-# drives the aarch64 binary instead.
+# The integration test modules that start the clipsight binary (cli, live, precision, privacy,
+# service, bombs, pose, ort, speechd: see SKIP below) are skipped under qemu: without
+# binfmt_misc an emulated process cannot exec another aarch64 binary. Step 1 drives the aarch64
+# binary instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ TARGET=aarch64-unknown-linux-gnu
 PHOTOS=12
 TESTS=1
 MIN_COSINE=0.9999
+# Every integration module with a test that runs the binary (grep -l 'bin()' tests/integration).
+SKIP=()
+for m in cli live precision privacy service bombs pose ort speechd; do SKIP+=(--skip "$m::"); done
 while [ $# -gt 0 ]; do
     case "$1" in
         --photos) PHOTOS="$2"; shift ;;
@@ -137,7 +141,7 @@ EOF
 if [ "$TESTS" = 1 ]; then
     step "aarch64 tests under qemu (lib + integration::parity; cli tests need binfmt_misc)"
     if ! timed "tests aarch64 (qemu)" cargo test --release --locked --target "$TARGET" --lib \
-        --test integration -- --skip cli::; then
+        --test integration -- "${SKIP[@]}"; then
         status=1
     fi
 fi
