@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::capture::SourceSpec;
 use crate::cli::args::RunArgs;
 use crate::controls::ControlsConfig;
+use crate::decide::people::PeopleConfig;
 use crate::decide::DecisionConfig;
 use crate::home::HomeConfig;
 use crate::pipeline::PipelineConfig;
@@ -104,6 +105,8 @@ pub struct RuntimeConfig {
     pub camera: CameraConfig,
     /// Keys, control socket and stdin.
     pub controls: ControlsConfig,
+    /// People with their place, from the pose stage (`[people]`).
+    pub people: PeopleConfig,
     /// The home monitor; `None`: off.
     pub home: Option<HomeConfig>,
 }
@@ -154,6 +157,8 @@ pub struct RunConfig {
     pub camera: CameraConfig,
     /// `[controls]`: keys, control socket and stdin.
     pub controls: ControlsConfig,
+    /// `[people]`: how people are announced with a person model.
+    pub people: PeopleConfig,
     /// The home monitor (fall escalation, caregiver alerts); absent: off.
     pub home: Option<HomeConfig>,
 }
@@ -208,8 +213,23 @@ impl RunConfig {
                 self.camera.reconnect_initial_s,
             ),
             ("camera.reconnect_max_s", self.camera.reconnect_max_s),
+            ("people.dwell_s", self.people.dwell_s),
+            ("people.cooldown_s", self.people.cooldown_s),
+            ("people.lying_dwell_s", self.people.lying_dwell_s),
+            ("people.lying_cooldown_s", self.people.lying_cooldown_s),
         ] {
             positive(name, v)?;
+        }
+        for (name, template, field) in [
+            ("people.one", &self.people.one, "{where}"),
+            ("people.many", &self.people.many, "{count}"),
+            ("people.lying", &self.people.lying, "{where}"),
+        ] {
+            if !template.contains(field) {
+                return Err(format!(
+                    "{name}: expected a sentence with {field}, found {template:?}"
+                ));
+            }
         }
         if let Some(v) = self.stall_s {
             positive("stall_s", v)?;
@@ -332,6 +352,7 @@ impl RunConfig {
             voice: self.voice,
             camera: self.camera,
             controls: self.controls,
+            people: self.people,
             home: self.home,
         })
     }

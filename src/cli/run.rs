@@ -15,6 +15,7 @@ use crate::cli::args::RunArgs;
 use crate::cli::config::{RunConfig, RuntimeConfig};
 use crate::cli::load_model;
 use crate::controls::Controls;
+use crate::decide::people::PeopleSpeech;
 use crate::decide::{LabelInfo, Unvalidated};
 use crate::home::observer::HomeObserver;
 use crate::pipeline::notify;
@@ -80,6 +81,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let pose = PoseEstimator::load(&PersonBundle::load(dir)?, config.encoder.threads)?;
         log::info!("person model {} ready", pose.manifest().id);
         pipeline = pipeline.with_pose(pose);
+        // People with their place: on for the wearable, off for the home camera.
+        if config.people.announce.unwrap_or(config.home.is_none()) {
+            pipeline = pipeline.with_people(PeopleSpeech::new(config.people.clone()));
+        }
     }
     let json = config.stats_json;
     // Under systemd (Type=notify): the model is loaded and the source is open.

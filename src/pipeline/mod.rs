@@ -22,6 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{CaptureError, FrameSource, SourceEvent};
+use crate::decide::people::PeopleSpeech;
 use crate::decide::{DecisionConfig, DecisionEngine, LabelInfo};
 use crate::matching::Matcher;
 use crate::pipeline::metrics::{FrameCounts, RunStats, StageLatencies};
@@ -31,7 +32,7 @@ use crate::types::Frame;
 use crate::types::{Command, Control, Scores};
 use crate::types::{Kind, Utterance};
 use crate::vision::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
-use crate::vision::pose::{context_margin, furniture_veto, PoseEstimator, Posture};
+use crate::vision::pose::{context_margin, furniture_veto, Direction, PoseEstimator, Posture};
 use crate::vision::ImageEmbedder;
 
 /// The longest any loop waits before looking at the stop flag again.
@@ -65,6 +66,8 @@ pub struct PoseView {
     /// Someone is lying as after a fall (not on a bed or sofa, as far as the image context
     /// tells).
     pub fallen: bool,
+    /// Where the person lying as after a fall is (when `fallen`).
+    pub fallen_at: Option<Direction>,
     /// Someone is standing or sitting.
     pub up: bool,
 }
@@ -218,6 +221,7 @@ pub struct Pipeline {
     matcher: Matcher,
     engine: DecisionEngine,
     pose: Option<PoseEstimator>,
+    people: Option<PeopleSpeech>,
     observer: Option<Box<dyn Observer>>,
 }
 
@@ -231,6 +235,8 @@ struct RunState {
     scores: Scores,
     have_scores: bool,
     pose: Option<PoseView>,
+    /// The directions of the people in view on the last judged frame (reused).
+    directions: Vec<Direction>,
     present: Vec<bool>,
     smoothed: Vec<f32>,
     last_t: f64,
@@ -264,6 +270,7 @@ impl Pipeline {
             matcher,
             engine,
             pose: None,
+            people: None,
             observer,
         })
     }
@@ -272,6 +279,15 @@ impl Pipeline {
     /// thread, and its verdict reaches the observer.
     pub fn with_pose(mut self, pose: PoseEstimator) -> Self {
         self.pose = Some(pose);
+        self
+    }
+
+    /// Announces people with their place ("Person on your left.", "Someone is lying on the
+    /// ground ahead.") from the pose stage, in place of the banks' person labels. Needs
+    /// [`Pipeline::with_pose`].
+    pub fn with_people(mut self, people: PeopleSpeech) -> Self {
+        self.engine.leave_people_to_pose();
+        self.people = Some(people);
         self
     }
 
@@ -305,6 +321,7 @@ impl Pipeline {
             },
             have_scores: false,
             pose: None,
+            directions: Vec::new(),
             present: vec![false; n],
             smoothed: vec![0.0; n],
             last_t: 0.0,
@@ -442,7 +459,18 @@ impl Pipeline {
             Command::Home(_) => None,
         };
         match control {
-            Some(Control::Describe) => say(self.engine.describe(st.last_t)),
+            Some(Control::Describe) => {
+                let mut u = self.engine.describe(st.last_t);
+                // With the pose stage, people come with their place.
+                if let Some(people) = self.people.as_ref().and_then(PeopleSpeech::describe) {
+                    u.text = match u.text.as_str() {
+                        "Nothing to describe yet." | "I'm not sure." => people,
+                        "I can't see: too dark." => u.text,
+                        _ => format!("{} {people}", u.text),
+                    };
+                }
+                say(u)
+            }
             Some(Control::Mute) => {
                 let _ = speech.send_timeout(SpeechCommand::Mute(None), POLL);
             }
@@ -487,6 +515,14 @@ impl Pipeline {
                 self.estimate_pose(st, &frame);
             }
         }
+        // An unchanged frame is one more observation of the last verdict, as for the scores.
+        let people_said = match (&mut self.people, look) {
+            (Some(p), Look::Encode | Look::Unchanged) if st.pose.is_some() => {
+                let lying = st.pose.and_then(|v| v.fallen_at);
+                p.observe(t, &st.directions, lying)
+            }
+            _ => Vec::new(),
+        };
         let t_decide = Instant::now();
         let mut out = match look {
             Look::Dark => self.engine.observe_dark(t),
@@ -494,6 +530,7 @@ impl Pipeline {
             _ if st.have_scores => self.engine.observe_matched(t, &st.scores),
             _ => Vec::new(),
         };
+        out.extend(people_said);
         self.observe(st, t, look == Look::Dark, &mut out);
         st.lat.decide.record(t_decide.elapsed());
         if !out.is_empty() {
@@ -583,9 +620,16 @@ impl Pipeline {
         let vetoed = st.have_scores && margin.is_some_and(|m| furniture_veto(m, pose.manifest()));
         match pose.estimate((&frame.image).into()) {
             Ok(people) => {
+                let fallen = people.fallen() && !vetoed;
+                st.directions.clear();
+                st.directions.extend(people.present().map(|p| p.direction));
                 st.pose = Some(PoseView {
                     people: people.present().count(),
-                    fallen: people.fallen() && !vetoed,
+                    fallen,
+                    fallen_at: people
+                        .present()
+                        .find(|p| fallen && p.posture == Posture::Lying)
+                        .map(|p| p.direction),
                     up: people
                         .present()
                         .any(|p| matches!(p.posture, Posture::Standing | Posture::Sitting)),

@@ -493,3 +493,76 @@ fn pose_timing() {
         );
     }
 }
+
+/// `clipsight run --person-model` for the wearable (objects and hazards banks) on `frames`
+/// photos at 10 fps, with the WAV speaker; returns the sentences said.
+fn wearable_run(frames: &[image::RgbImage]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("frames");
+    std::fs::create_dir(&folder).unwrap();
+    for (i, img) in frames.iter().enumerate() {
+        img.save(folder.join(format!("{i:04}.png"))).unwrap();
+    }
+    let speech = dir.path().join("speech");
+    let out = bin()
+        .args(["run", "--model"])
+        .arg(root().join("models/default"))
+        .arg("--person-model")
+        .arg(person_model())
+        .arg("--bank")
+        .arg(root().join("prompts/banks/objects.safetensors"))
+        .arg("--bank")
+        .arg(root().join("prompts/banks/hazards.safetensors"))
+        .arg("--source")
+        .arg(&folder)
+        .args(["--fps", "10", "--speaker", "wav", "--speech-dir"])
+        .arg(&speech)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(speech.join("transcript.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["wav"] != "")
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The wearable names a person with a place from the pose stage ("Person ahead."), not the
+/// bank's placeless "Person."; "describe" would say the same. The same person on the ground is
+/// a hazard: "Someone is lying on the ground …", said first, with the earcon.
+#[test]
+fn the_wearable_says_where_a_person_is_and_warns_of_someone_lying() {
+    let standing = photo("person.jpg");
+    let lying = image::imageops::rotate90(&standing);
+    let mut frames = vec![standing.clone(); 15];
+    frames.extend(vec![lying; 15]);
+    let said = wearable_run(&frames);
+    let place = [
+        "Person ahead.",
+        "Person on your left.",
+        "Person on your right.",
+    ];
+    let first = said
+        .iter()
+        .position(|s| place.contains(&s.as_str()))
+        .unwrap_or_else(|| panic!("no person with a place: {said:?}"));
+    assert!(!said.iter().any(|s| s == "Person."), "{said:?}");
+    let lying_at = said
+        .iter()
+        .position(|s| s.starts_with("Someone is lying on the ground "))
+        .unwrap_or_else(|| panic!("no lying hazard: {said:?}"));
+    assert!(first < lying_at, "{said:?}");
+    assert_eq!(
+        said.iter()
+            .filter(|s| s.starts_with("Someone is lying"))
+            .count(),
+        1,
+        "{said:?}"
+    );
+}

@@ -13,6 +13,8 @@
 //! Hazards are announced alone, first, with an earcon, and interrupt other speech.
 //! Pure logic with time passed in: it cannot fail and never sleeps.
 
+pub mod people;
+
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -160,6 +162,9 @@ pub struct DecisionEngine {
     allowed: Vec<bool>,
     /// The labels announced by the last observation.
     announced: Vec<usize>,
+    /// People are said by the pose stage ([`people::PeopleSpeech`]): the banks' person labels
+    /// are neither announced nor described.
+    people_elsewhere: bool,
 }
 
 impl DecisionEngine {
@@ -176,7 +181,14 @@ impl DecisionEngine {
             last_t: 0.0,
             allowed: vec![true; labels_len],
             announced: Vec::new(),
+            people_elsewhere: false,
         }
+    }
+
+    /// People are announced and described by the pose stage from now on: the banks' person
+    /// labels ("person", "person sitting") stay silent, but are still tracked for observers.
+    pub fn leave_people_to_pose(&mut self) {
+        self.people_elsewhere = true;
     }
 
     /// The labels it decides about, in bank order.
@@ -253,6 +265,7 @@ impl DecisionEngine {
     fn sayable(&self, i: usize) -> bool {
         self.allowed[i]
             && (self.labels[i].validated || self.config.unvalidated != Unvalidated::Silent)
+            && !(self.people_elsewhere && self.labels[i].category == Category::Person)
     }
 
     /// The sentence of label `i`: hedged when it is unvalidated and the config says so.
