@@ -43,14 +43,30 @@ impl std::fmt::Display for PostError {
     }
 }
 
-/// A ureq error described without anything that may quote the address.
+/// A ureq error described without anything that may quote the address; a refused server
+/// certificate says what to check.
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => "bad address".into(),
         ureq::Error::RequireHttpsOnly(_) => "https required".into(),
         ureq::Error::Other(_) => "request failed".into(),
+        other if certificate_refused(other) => format!(
+            "{other}; check home.webhook.ca_file (the CA that signed the server's certificate, \
+             which must name the address's host)"
+        ),
         other => other.to_string(),
     }
+}
+
+/// Whether `e` is the TLS handshake refusing the server's certificate (an unknown CA, another
+/// host's name, expired).
+fn certificate_refused(e: &ureq::Error) -> bool {
+    let tls = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(tls, Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// One POST target with its queue and back-off.
