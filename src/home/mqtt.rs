@@ -8,7 +8,7 @@
 //! [`HomeCommand`]s that arrive on `<prefix>/set`, sent to the pipeline's command bus.
 //! Failures: a lost broker is logged once per outage and retried with a growing wait while
 //! records stay on disk; nothing here stops the monitor. With `tls = true` the connection is
-//! TLS (the rustls config of [`crate::home::tls`]); a failed TLS handshake (a broker whose
+//! TLS (the rustls config that `src/home/tls.rs` builds); a failed TLS handshake (a broker whose
 //! certificate the trusted CAs do not vouch for, or a plain listener) is logged as such, once
 //! per outage, and handled like any other outage: the records stay on disk. The password is
 //! handed to the client and never logged (the client's `MqttOptions` is never formatted).

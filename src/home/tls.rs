@@ -43,6 +43,22 @@ fn bad(key: &'static str, path: &Path, message: impl Into<String>) -> ConfigErro
     }
 }
 
+/// Warns when a private key file can be read by other users (as for secret files).
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                log::warn!(
+                    "home.mqtt.client_key_file: {} can be read by other users; chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
 /// The certificates of a PEM file: at least one, each a valid X.509 certificate.
 fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let pem = read_pem(key, path)?;
@@ -103,11 +119,13 @@ pub(crate) fn mqtt_client_config(
         (Some(cert_path), Some(key_path)) => {
             let chain = read_certs("mqtt.client_cert_file", cert_path)?;
             let pem = read_pem("mqtt.client_key_file", key_path)?;
-            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            warn_if_shared(key_path);
+            // The parser's error is not quoted: it may echo a line of the key file.
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
                 bad(
                     "mqtt.client_key_file",
                     key_path,
-                    format!("holds no usable PEM private key: {e}"),
+                    "holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1)",
                 )
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
@@ -202,6 +220,16 @@ mod tests {
             e.contains("home.mqtt.ca_file") && e.contains("broken-ca.pem"),
             "{e}"
         );
+
+        // The client certificate and key are named the same way.
+        let client = MqttConfig {
+            tls: true,
+            client_cert_file: Some(garbage.clone()),
+            client_key_file: Some(missing.clone()),
+            ..MqttConfig::default()
+        };
+        let e = mqtt_client_config(&client).unwrap_err().to_string();
+        assert!(e.contains("home.mqtt.client_cert_file"), "{e}");
 
         let w = WebhookConfig {
             url: "https://example.org/hook".into(),
