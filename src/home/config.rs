@@ -65,6 +65,28 @@ pub enum ConfigError {
         /// Which secret.
         what: &'static str,
     },
+    /// A TLS file (`mqtt.ca_file`, `mqtt.client_cert_file`, `mqtt.client_key_file`,
+    /// `webhook.ca_file`) cannot be read.
+    #[error("home.{key}: cannot read {path}")]
+    TlsFileRead {
+        /// The key under `[home]` that names the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file holds no usable PEM certificate or key (or a broken one).
+    #[error("home.{key}: {path}: {message}")]
+    TlsFileInvalid {
+        /// The key under `[home]` that names the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -320,6 +342,20 @@ pub struct MqttConfig {
     pub reconnect_min_seconds: f64,
     /// ... to this.
     pub reconnect_max_seconds: f64,
+    /// Connect over TLS (default false; the broker's TLS listener is usually port 8883).
+    /// The broker's certificate is always checked: it must be signed by a trusted CA and name
+    /// `host` (a DNS name or an IP address in its subjectAltName).
+    pub tls: bool,
+    /// PEM file of the CA certificate(s) that signed the broker's certificate. When given,
+    /// only these CAs are trusted (the built-in roots are not); when absent (with `tls = true`),
+    /// the Mozilla roots built into clipsight (webpki-roots) are. Only with `tls = true`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this device's client certificate (chain), for brokers that require one
+    /// (`require_certificate true` in mosquitto). Give `client_key_file` with it.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1); keep it
+    /// 0600. Give `client_cert_file` with it.
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -337,6 +373,10 @@ impl Default for MqttConfig {
             keep_alive_seconds: 30,
             reconnect_min_seconds: 1.0,
             reconnect_max_seconds: 60.0,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -363,6 +403,11 @@ pub struct WebhookConfig {
     pub retry_min_seconds: f64,
     /// ... to this.
     pub retry_max_seconds: f64,
+    /// PEM file of the CA certificate(s) that signed the web server's certificate (a private
+    /// CA, or a self-signed server). When given, only these CAs are trusted for `url` and
+    /// `escalation_url`, instead of the built-in Mozilla roots; certificate checks stay on
+    /// either way. Only for `https://` addresses.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhookConfig {
@@ -377,6 +422,7 @@ impl Default for WebhookConfig {
             timeout_seconds: 10.0,
             retry_min_seconds: 2.0,
             retry_max_seconds: 300.0,
+            ca_file: None,
         }
     }
 }
@@ -398,6 +444,7 @@ impl fmt::Debug for WebhookConfig {
             .field("timeout_seconds", &self.timeout_seconds)
             .field("retry_min_seconds", &self.retry_min_seconds)
             .field("retry_max_seconds", &self.retry_max_seconds)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -539,6 +586,31 @@ impl HomeConfig {
                     "must not be below reconnect_min_seconds",
                 ));
             }
+            if !m.tls {
+                let files = [
+                    ("mqtt.ca_file", &m.ca_file),
+                    ("mqtt.client_cert_file", &m.client_cert_file),
+                    ("mqtt.client_key_file", &m.client_key_file),
+                ];
+                if let Some((key, _)) = files.iter().find(|(_, f)| f.is_some()) {
+                    return Err(invalid(key, "is used only with tls = true; set mqtt.tls"));
+                }
+            }
+            match (&m.client_cert_file, &m.client_key_file) {
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "mqtt.client_key_file",
+                        "a client_cert_file needs its client_key_file",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "mqtt.client_cert_file",
+                        "a client_key_file needs its client_cert_file",
+                    ))
+                }
+                _ => {}
+            }
             if m.password_env.is_some() || m.password_file.is_some() {
                 if m.username.is_none() {
                     return Err(invalid("mqtt.username", "a password needs a username"));
@@ -554,6 +626,16 @@ impl HomeConfig {
             check_url("webhook.url", &w.url)?;
             if let Some(u) = &w.escalation_url {
                 check_url("webhook.escalation_url", u)?;
+            }
+            if w.ca_file.is_some() {
+                let urls = std::iter::once(&w.url).chain(&w.escalation_url);
+                if urls.into_iter().any(|u| !u.starts_with("https://")) {
+                    return Err(invalid(
+                        "webhook.ca_file",
+                        "a CA applies to https:// addresses only; url and escalation_url \
+                         must both be https://",
+                    ));
+                }
             }
             if w.token_env.is_some() && w.token_file.is_some() {
                 return Err(ConfigError::SecretTwice {
@@ -822,6 +904,48 @@ mod tests {
         assert!(c.validate().is_err());
         assert_eq!(parse_hh_mm("24:00"), None);
         assert_eq!(parse_hh_mm("7:05"), Some(25500.0));
+    }
+
+    #[test]
+    fn tls_keys_parse_and_are_checked() {
+        let c = parse(
+            r#"
+            [mqtt]
+            host = "ha.local"
+            port = 8883
+            tls = true
+            ca_file = "/etc/clipsight/ha-ca.pem"
+            client_cert_file = "/etc/clipsight/client.pem"
+            client_key_file = "/etc/clipsight/client.key"
+            [webhook]
+            url = "https://ha.local:8123/api/webhook/x"
+            ca_file = "/etc/clipsight/ha-ca.pem"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let m = c.mqtt.as_ref().unwrap();
+        assert!(m.tls);
+        assert_eq!(
+            m.ca_file.as_deref(),
+            Some(Path::new("/etc/clipsight/ha-ca.pem"))
+        );
+        assert!(!MqttConfig::default().tls, "TLS is off by default");
+        let err = |text: &str| parse(text).unwrap().validate().unwrap_err().to_string();
+        // A CA or client certificate without tls = true would silently send in clear.
+        let e = err("[mqtt]\nca_file = \"/ca.pem\"");
+        assert!(
+            e.contains("mqtt.ca_file") && e.contains("tls = true"),
+            "{e}"
+        );
+        let e = err("[mqtt]\ntls = true\nclient_cert_file = \"/c.pem\"");
+        assert!(e.contains("mqtt.client_key_file"), "{e}");
+        let e = err("[mqtt]\ntls = true\nclient_key_file = \"/c.key\"");
+        assert!(e.contains("mqtt.client_cert_file"), "{e}");
+        let e = err("[webhook]\nurl = \"http://h/x\"\nca_file = \"/ca.pem\"");
+        assert!(e.contains("webhook.ca_file"), "{e}");
+        assert!(parse("[mqtt]\ntls = \"yes\"").is_err());
+        assert!(parse("[mqtt]\ncafile = \"/ca.pem\"").is_err());
     }
 
     #[test]

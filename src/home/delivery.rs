@@ -85,11 +85,13 @@ impl Delivery {
         if let Some(m) = &cfg.mqtt {
             let outbox = Arc::new(Outbox::open(&outbox_dir(cfg, "mqtt"))?);
             let password = secrets.mqtt_password.clone();
+            let tls = super::tls::mqtt_client_config(m)?;
             let channel = MqttChannel::start(
                 m,
                 &cfg.node_id,
                 &cfg.name,
                 password,
+                tls,
                 outbox.clone(),
                 commands,
             )
@@ -99,6 +101,7 @@ impl Delivery {
             d.mqtt_outbox = Some(outbox);
         }
         if let Some(w) = &cfg.webhook {
+            let roots = super::tls::webhook_roots(w)?;
             let primary = Arc::new(Outbox::open(&outbox_dir(cfg, "webhook"))?);
             let escalation = match &w.escalation_url {
                 Some(_) => Some(Arc::new(Outbox::open(&outbox_dir(
@@ -110,6 +113,7 @@ impl Delivery {
             let channel = WebhookChannel::start(
                 w,
                 secrets.webhook_token.clone(),
+                roots,
                 primary.clone(),
                 escalation.clone(),
                 d.heartbeat.clone(),

@@ -40,6 +40,7 @@ pub mod mqtt;
 pub mod observer;
 pub mod outbox;
 mod thread;
+mod tls;
 pub mod webhook;
 
 use std::time::Duration;

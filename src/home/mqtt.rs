@@ -7,8 +7,11 @@
 //! will or on a clean exit), retained Home Assistant discovery configs and `state`; and the
 //! [`HomeCommand`]s that arrive on `<prefix>/set`, sent to the pipeline's command bus.
 //! Failures: a lost broker is logged once per outage and retried with a growing wait while
-//! records stay on disk; nothing here stops the monitor. The password is handed to the client
-//! and never logged (the client's `MqttOptions` is never formatted).
+//! records stay on disk; nothing here stops the monitor. With `tls = true` the connection is
+//! TLS (the rustls config that `src/home/tls.rs` builds); a failed TLS handshake (a broker whose
+//! certificate the trusted CAs do not vouch for, or a plain listener) is logged as such, once
+//! per outage, and handled like any other outage: the records stay on disk. The password is
+//! handed to the client and never logged (the client's `MqttOptions` is never formatted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +19,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    Client, Connection, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -304,6 +310,7 @@ impl MqttChannel {
         node_id: &str,
         name: &str,
         password: Option<Secret>,
+        tls: Option<Arc<rustls::ClientConfig>>,
         outbox: Arc<Outbox>,
         commands: Sender<Command>,
     ) -> std::io::Result<MqttChannel> {
@@ -319,6 +326,9 @@ impl MqttChannel {
                 QoS::AtLeastOnce,
                 true,
             ));
+        if let Some(tls) = tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
         if let Some(user) = &cfg.username {
             let pw = password.as_ref().map(|s| s.expose()).unwrap_or("");
             opts.set_credentials(user.clone(), pw);
@@ -456,8 +466,8 @@ impl Worker {
                         log::debug!("home MQTT: {endpoint} still unreachable: {e}");
                     } else {
                         log::warn!(
-                            "home MQTT: no connection to {endpoint} ({e}); retrying, \
-                             alerts wait on disk ({} queued)",
+                            "{}; retrying, alerts wait on disk ({} queued)",
+                            self.describe_failure(&endpoint, &e),
                             self.outbox.len()
                         );
                         outage_reported = true;
@@ -474,6 +484,13 @@ impl Worker {
         if connected {
             self.goodbye(&client, &mut conn);
         }
+    }
+
+    /// The log line's first part for a failed connection: a TLS handshake failure says what
+    /// to check.
+    fn describe_failure(&self, endpoint: &str, e: &ConnectionError) -> String {
+        tls_failure_hint(&self.cfg, endpoint, e)
+            .unwrap_or_else(|| format!("home MQTT: no connection to {endpoint} ({e})"))
     }
 
     /// Handles queued jobs without blocking.
@@ -629,6 +646,32 @@ impl Worker {
     }
 }
 
+/// For a connection that failed in its TLS handshake: what the log says, naming the endpoint
+/// and what to check. `None` for any other failure.
+fn tls_failure_hint(cfg: &MqttConfig, endpoint: &str, e: &ConnectionError) -> Option<String> {
+    let ConnectionError::Tls(tls) = e else {
+        return None;
+    };
+    let check = match &cfg.ca_file {
+        Some(ca) => format!(
+            "check home.mqtt.ca_file ({}: the CA must be the one that signed the broker's \
+             certificate, which must name {}), and that port {} is the broker's TLS listener",
+            ca.display(),
+            cfg.host,
+            cfg.port
+        ),
+        None => format!(
+            "check home.mqtt.ca_file (none is set, so only the built-in public roots are \
+             trusted; name the CA that signed the broker's certificate), and that port {} is \
+             the broker's TLS listener",
+            cfg.port
+        ),
+    };
+    Some(format!(
+        "home MQTT: TLS handshake with {endpoint} failed: {tls}; {check}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,6 +750,37 @@ mod tests {
             p(r#"{"command": "cancel", "extra": 1}"#),
             Err(CommandError::Json(_))
         ));
+    }
+
+    #[test]
+    fn a_tls_handshake_failure_says_what_to_check() {
+        let cfg = MqttConfig {
+            host: "ha.local".into(),
+            port: 8883,
+            tls: true,
+            ca_file: Some("/etc/clipsight/ha-ca.pem".into()),
+            ..MqttConfig::default()
+        };
+        let e = ConnectionError::Tls(rumqttc::TlsError::NoValidCertInChain);
+        let line = tls_failure_hint(&cfg, "ha.local:8883", &e).unwrap();
+        assert!(
+            line.starts_with("home MQTT: TLS handshake with ha.local:8883 failed: "),
+            "{line}"
+        );
+        assert!(
+            line.contains("check home.mqtt.ca_file (/etc/clipsight/ha-ca.pem"),
+            "{line}"
+        );
+        let no_ca = MqttConfig {
+            ca_file: None,
+            ..cfg.clone()
+        };
+        let line = tls_failure_hint(&no_ca, "ha.local:8883", &e).unwrap();
+        assert!(line.contains("none is set"), "{line}");
+        // Any other failure is an ordinary outage.
+        assert!(
+            tls_failure_hint(&cfg, "ha.local:8883", &ConnectionError::NetworkTimeout).is_none()
+        );
     }
 
     #[test]

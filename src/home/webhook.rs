@@ -8,6 +8,8 @@
 //! `retry_min_seconds` to `retry_max_seconds`, forever: an alert is never given up. Every
 //! `heartbeat_seconds` the heartbeat is POSTed to the first contact (not queued: a missed
 //! heartbeat is itself the signal) so a carer without MQTT notices a dead device.
+//! HTTPS checks the server's certificate against the built-in Mozilla roots, or only against
+//! the CAs of `ca_file` when one is given; redirects are never followed.
 //! Failures are logged with the host only: an address's path may hold a token, and the token
 //! itself is never formatted.
 
@@ -41,14 +43,30 @@ impl std::fmt::Display for PostError {
     }
 }
 
-/// A ureq error described without anything that may quote the address.
+/// A ureq error described without anything that may quote the address; a refused server
+/// certificate says what to check.
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => "bad address".into(),
         ureq::Error::RequireHttpsOnly(_) => "https required".into(),
         ureq::Error::Other(_) => "request failed".into(),
+        other if certificate_refused(other) => format!(
+            "{other}; check home.webhook.ca_file (the CA that signed the server's certificate, \
+             which must name the address's host)"
+        ),
         other => other.to_string(),
     }
+}
+
+/// Whether `e` is the TLS handshake refusing the server's certificate (an unknown CA, another
+/// host's name, expired).
+fn certificate_refused(e: &ureq::Error) -> bool {
+    let tls = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(tls, Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// One POST target with its queue and back-off.
@@ -92,12 +110,19 @@ impl WebhookChannel {
     pub(crate) fn start(
         cfg: &WebhookConfig,
         token: Option<Secret>,
+        roots: Option<Vec<ureq::tls::Certificate<'static>>>,
         primary: Arc<Outbox>,
         escalation: Option<Arc<Outbox>>,
         heartbeat: Arc<Mutex<serde_json::Value>>,
     ) -> std::io::Result<WebhookChannel> {
         let timeout = Duration::from_secs_f64(cfg.timeout_seconds);
+        // Certificate checks are always on; `ca_file`'s CAs replace the built-in roots.
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = roots {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)

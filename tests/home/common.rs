@@ -1,5 +1,6 @@
-//! Test harness: a real mosquitto on loopback, an MQTT subscriber, a tiny HTTP server, a log
-//! capture, and synthetic observation streams.
+//! Test harness: a real mosquitto on loopback, an MQTT subscriber, a tiny HTTP(S) server, a
+//! log capture, a test certificate authority (made with the `openssl` command), and synthetic
+//! observation streams.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +14,8 @@ use clipsight::home::{HomeMonitor, PersonObservation, Stamp, View};
 use clipsight::Utterance;
 use crossbeam_channel::Receiver;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The broker binary (override with `CLIPSIGHT_MOSQUITTO`).
 pub fn mosquitto_path() -> PathBuf {
@@ -448,10 +451,13 @@ impl Request {
 }
 
 /// A one-thread HTTP/1.1 server on loopback that answers with scripted status codes (then
-/// 200) and records each request.
+/// 200) and records each request; over TLS when started with [`HttpServer::start_https`].
 pub struct HttpServer {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// TCP connections accepted (a refused TLS handshake is counted here, not in `requests`).
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    https: bool,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -459,30 +465,72 @@ pub struct HttpServer {
 impl HttpServer {
     /// Answers the first requests with `script`'s status codes, in order, then 200.
     pub fn start(script: Vec<u16>) -> HttpServer {
-        Self::start_scripted(None, script)
+        Self::start_scripted(None, script, None)
+    }
+
+    /// An HTTPS server (rustls, ring) with `cert`'s chain and key that answers 200.
+    pub fn start_https(cert: &ServerCert) -> HttpServer {
+        let chain = CertificateDer::pem_file_iter(&cert.cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&cert.key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::start_scripted(None, vec![], Some(Arc::new(config)))
     }
 
     /// Answers the first requests whose JSON `topic` is `topic` with `script`'s status codes,
     /// in order; every other request (a heartbeat, say) gets 200 and leaves the script alone.
     pub fn start_for_topic(topic: &'static str, script: Vec<u16>) -> HttpServer {
-        Self::start_scripted(Some(topic), script)
+        Self::start_scripted(Some(topic), script, None)
     }
 
-    fn start_scripted(topic: Option<&'static str>, script: Vec<u16>) -> HttpServer {
+    fn start_scripted(
+        topic: Option<&'static str>,
+        script: Vec<u16>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let https = tls.is_some();
         let thread = {
             let requests = requests.clone();
+            let connections = connections.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut script = script.into_iter();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            if let Some(mut req) = read_request(&stream) {
+                            connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if stream.set_nonblocking(false).is_err()
+                                || stream
+                                    .set_read_timeout(Some(Duration::from_secs(5)))
+                                    .is_err()
+                            {
+                                continue;
+                            }
+                            let mut stream: Box<dyn ReadWrite> = match &tls {
+                                Some(config) => {
+                                    let Ok(conn) = rustls::ServerConnection::new(config.clone())
+                                    else {
+                                        continue;
+                                    };
+                                    Box::new(rustls::StreamOwned::new(conn, stream))
+                                }
+                                None => Box::new(stream),
+                            };
+                            if let Some(mut req) = read_request(&mut stream) {
                                 let scripted = topic.is_none_or(|t| req.json()["topic"] == t);
                                 let status = if scripted { script.next() } else { None };
                                 let status = status.unwrap_or(200);
@@ -490,8 +538,8 @@ impl HttpServer {
                                 let reply = format!(
                                     "HTTP/1.1 {status} S\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                                 );
-                                let mut s = &stream;
-                                let _ = s.write_all(reply.as_bytes());
+                                let _ = stream.write_all(reply.as_bytes());
+                                let _ = stream.flush();
                                 requests.lock().unwrap().push(req);
                             }
                         }
@@ -503,13 +551,16 @@ impl HttpServer {
         HttpServer {
             port,
             requests,
+            connections,
+            https,
             stop,
             thread: Some(thread),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -526,9 +577,11 @@ impl Drop for HttpServer {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+/// A plain or a TLS stream.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn read_request(stream: &mut dyn ReadWrite) -> Option<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -562,4 +615,129 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         at: Instant::now(),
         status: 0,
     })
+}
+
+/// Runs the `openssl` command (Debian's `openssl` package, installed by .ci/setup) in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test certificate authority, made at test time in a temporary directory (nothing is kept
+/// in git): `ca.pem` is what a client names as its `ca_file`.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+}
+
+/// A certificate signed by a [`TestCa`], with its private key (PEM, PKCS#8).
+pub struct ServerCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA (P-256, valid for two days) called `name`.
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("ca.pem");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        TestCa { dir, cert }
+    }
+
+    /// A certificate for `file_name` (`.pem` and `.key` in the CA's directory): a server's
+    /// for 127.0.0.1 and localhost, or with `client` a TLS client's.
+    pub fn issue(&self, file_name: &str, client: bool) -> ServerCert {
+        let dir = self.dir.path();
+        let (cert, key) = (format!("{file_name}.pem"), format!("{file_name}.key"));
+        let csr = format!("{file_name}.csr");
+        let ext = format!("{file_name}.ext");
+        let ext_text = if client {
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=clientAuth\n"
+        } else {
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        };
+        std::fs::write(dir.join(&ext), ext_text).unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={file_name}"),
+            ],
+        );
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let serial = format!("0x{nanos:x}");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                &serial,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ],
+        );
+        ServerCert {
+            cert: dir.join(cert),
+            key: dir.join(key),
+        }
+    }
 }
