@@ -39,6 +39,7 @@ mod incidents;
 pub mod mqtt;
 pub mod observer;
 pub mod outbox;
+pub mod secrets;
 mod thread;
 mod tls;
 pub mod webhook;
