@@ -30,6 +30,7 @@ use crate::prompts::calibrate::{
     names, parse_references, recalibrate, CalibrationError, PrecisionRule, Reference, LABELS_FILE,
 };
 use crate::types::{Category, Scores};
+use crate::vision::pose::Posture;
 
 /// The optional file beside `labels.tsv` naming each photo's dominant object.
 pub const DOMINANT_FILE: &str = "dominant.tsv";
@@ -262,6 +263,82 @@ pub struct Report {
     pub labels: Vec<LabelReport>,
     /// Per photo, in file-name order.
     pub per_photo: Vec<PhotoReport>,
+    /// People, posture and falls (with a person model; see [`pose_report`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pose: Option<PoseReport>,
+}
+
+/// The pose stage's verdict on one photo.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoseVerdict {
+    /// People in view.
+    pub people: usize,
+    /// The posture of the surest person in view.
+    pub posture: Option<Posture>,
+    /// The single-frame "someone is lying on the floor" verdict, with the image context.
+    pub fallen: bool,
+}
+
+/// People, posture and falls on a folder whose photos are labelled with one of the classes
+/// `fallen`, `upright`, `sitting`, `lying_bed` and `empty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PoseReport {
+    /// `fallen` on the photos of a fall.
+    pub fallen_recall: Rate,
+    /// `fallen` on the photos of people up, sitting, or of empty rooms.
+    pub false_fallen: Rate,
+    /// `fallen` on the photos of someone lying in a bed or on a sofa.
+    pub lying_bed_fallen: Rate,
+    /// Photos showing a person on which someone was found.
+    pub people_found: Rate,
+    /// Empty rooms on which someone was found.
+    pub people_on_empty: Rate,
+    /// The surest person's posture agrees with the class (upright: standing; sitting:
+    /// sitting; fallen, lying_bed: lying), over the photos showing a person.
+    pub posture_agrees: Rate,
+}
+
+/// Scores `verdicts` (one per photo) against the photos' classes.
+pub fn pose_report(photos: &[Photo], verdicts: &[PoseVerdict]) -> PoseReport {
+    let is = |p: &Photo, class: &str| p.labels.iter().any(|l| l == class);
+    let count = |of: &dyn Fn(&Photo) -> bool, hit: &dyn Fn(&PoseVerdict) -> bool| {
+        let (mut hits, mut total) = (0, 0);
+        for (p, v) in photos.iter().zip(verdicts) {
+            if of(p) {
+                total += 1;
+                hits += usize::from(hit(v));
+            }
+        }
+        Rate::new(hits, total)
+    };
+    let up_or_empty = |p: &Photo| ["upright", "sitting", "empty"].iter().any(|c| is(p, c));
+    let person = |p: &Photo| {
+        ["fallen", "upright", "sitting", "lying_bed"]
+            .iter()
+            .any(|c| is(p, c))
+    };
+    let (mut agree, mut shown) = (0, 0);
+    for (p, v) in photos.iter().zip(verdicts) {
+        let want = if is(p, "upright") {
+            Posture::Standing
+        } else if is(p, "sitting") {
+            Posture::Sitting
+        } else if is(p, "fallen") || is(p, "lying_bed") {
+            Posture::Lying
+        } else {
+            continue;
+        };
+        shown += 1;
+        agree += usize::from(v.posture == Some(want));
+    }
+    PoseReport {
+        fallen_recall: count(&|p| is(p, "fallen"), &|v| v.fallen),
+        false_fallen: count(&up_or_empty, &|v| v.fallen),
+        lying_bed_fallen: count(&|p| is(p, "lying_bed"), &|v| v.fallen),
+        people_found: count(&person, &|v| v.people > 0),
+        people_on_empty: count(&|p| is(p, "empty"), &|v| v.people > 0),
+        posture_agrees: Rate::new(agree, shown),
+    }
 }
 
 /// Evaluates `banks` on `photos` whose unit image embeddings are `embeddings`. With `folds`,
@@ -444,5 +521,59 @@ fn tally(banks: &[Bank], photos: &[Photo], said: &[Vec<usize>], folds: Option<us
         },
         labels: per_label,
         per_photo,
+        pose: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo(class: &str) -> Photo {
+        Photo {
+            path: PathBuf::from(format!("{class}.jpg")),
+            labels: [class.to_string()].into(),
+            dominant: None,
+        }
+    }
+
+    fn verdict(people: usize, posture: Option<Posture>, fallen: bool) -> PoseVerdict {
+        PoseVerdict {
+            people,
+            posture,
+            fallen,
+        }
+    }
+
+    #[test]
+    fn pose_figures_count_each_class_against_its_verdict() {
+        let photos: Vec<Photo> = [
+            "fallen",
+            "fallen",
+            "upright",
+            "sitting",
+            "lying_bed",
+            "empty",
+        ]
+        .iter()
+        .map(|c| photo(c))
+        .collect();
+        let verdicts = [
+            verdict(1, Some(Posture::Lying), true),
+            verdict(0, None, false),
+            verdict(1, Some(Posture::Standing), true),
+            verdict(1, Some(Posture::Standing), false),
+            verdict(1, Some(Posture::Lying), false),
+            verdict(1, Some(Posture::Unknown), false),
+        ];
+        let r = pose_report(&photos, &verdicts);
+        assert_eq!((r.fallen_recall.hits, r.fallen_recall.total), (1, 2));
+        assert_eq!((r.false_fallen.hits, r.false_fallen.total), (1, 3));
+        assert_eq!((r.lying_bed_fallen.hits, r.lying_bed_fallen.total), (0, 1));
+        assert_eq!((r.people_found.hits, r.people_found.total), (4, 5));
+        assert_eq!((r.people_on_empty.hits, r.people_on_empty.total), (1, 1));
+        // fallen (lying ✓), fallen (none ✗), upright (standing ✓), sitting (standing ✗),
+        // lying_bed (lying ✓).
+        assert_eq!((r.posture_agrees.hits, r.posture_agrees.total), (3, 5));
     }
 }

@@ -63,6 +63,10 @@ pub struct EvalArgs {
     /// Cross-validate: recalibrate the banks on K−1 folds and score the held-out one.
     #[arg(long)]
     pub folds: Option<usize>,
+    /// A person/pose bundle (`models/person`): also score people, posture and `fallen`
+    /// against the classes fallen, upright, sitting, lying_bed and empty.
+    #[arg(long)]
+    pub person_model: Option<PathBuf>,
     /// One JSON object with every figure.
     #[arg(long)]
     pub json: bool,
@@ -227,6 +231,9 @@ pub struct BenchArgs {
     /// Untimed frames first (without --reference).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// A person/pose bundle (`models/person`): its stage is timed and runs in the replay.
+    #[arg(long)]
+    pub person_model: Option<PathBuf>,
     /// Pipeline replay rate (default: 1.25 × the encoder-only rate); 0 skips the replay.
     #[arg(long)]
     pub replay_fps: Option<f64>,

@@ -40,6 +40,7 @@ use crate::types::RgbView;
 use crate::types::Scores;
 use crate::vision::encoder::{EncoderOptions, ImageGraph};
 use crate::vision::gate::{DarkConfig, GateConfig};
+use crate::vision::pose::{PersonBundle, PoseEstimator};
 use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
 use crate::vision::select::load_image_encoder;
 use crate::vision::ImageEmbedder;
@@ -100,6 +101,8 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// Whether to replay the photos through the real pipeline.
     pub pipeline: PipelineRun,
+    /// A person/pose bundle: its stage is timed on the photos and runs in the replay.
+    pub person_model: Option<PathBuf>,
 }
 
 /// Progress of a run, for a progress bar.
@@ -189,10 +192,17 @@ pub struct BenchReport {
     pub preprocess_640x480_ms_p95: f32,
     /// 1 / mean encode time of the timed frames.
     pub encoder_fps: f64,
+    /// The pose stage on the photos (with a person model): median, in ms.
+    pub pose_ms_p50: Option<f32>,
+    /// …and its 95th percentile, in ms.
+    pub pose_ms_p95: Option<f32>,
     /// The pipeline replay's result, if it ran.
     pub pipeline: Option<PipelineReport>,
     /// Pipeline frames/s ÷ encoder-only frames/s.
     pub pipeline_vs_encoder: Option<f64>,
+    /// Pipeline frames/s ÷ (1000 / (encode p50 + pose p50)): what the stages allow, with a
+    /// person model.
+    pub pipeline_vs_stages: Option<f64>,
     /// Peak resident memory (VmHWM), MiB.
     pub peak_rss_mb: Option<f64>,
     /// Whether the peak was reset after the reference encoder was dropped.
@@ -237,11 +247,19 @@ impl BenchReport {
             ),
             format!("encoder    {:.2} frames/s", self.encoder_fps),
         ];
+        if let (Some(p50), Some(p95)) = (self.pose_ms_p50, self.pose_ms_p95) {
+            lines.push(format!("pose       p50 {p50:8.2} ms   p95 {p95:8.2} ms"));
+        }
         if let (Some(pl), Some(r)) = (&self.pipeline, self.pipeline_vs_encoder) {
             lines.push(format!(
                 "pipeline   {:.2} frames/s = {:.2}× encoder-only ({} of {} frames encoded, \
                  replay at {:.1} fps)",
                 pl.fps, r, pl.processed, pl.frames_in, pl.replay_fps
+            ));
+        }
+        if let Some(r) = self.pipeline_vs_stages {
+            lines.push(format!(
+                "pipeline   {r:.2}× what encode + pose allow (1000 / (encode p50 + pose p50))"
             ));
         }
         if let Some(mb) = self.peak_rss_mb {
@@ -517,19 +535,33 @@ pub fn run(
     // 5. Preprocessing of a camera-sized frame alone.
     let (pre_p50, pre_p95) = time_camera_frame(&photos, &resolved.spec, limits)?;
 
-    // 6. The real pipeline on the photo folder.
+    // 6. The pose stage on the photos, as many timed frames as the encoder had.
+    let mut pose = match &spec.person_model {
+        Some(dir) => Some(PoseEstimator::load(
+            &PersonBundle::load(dir)?,
+            spec.options.threads.max(1),
+        )?),
+        None => None,
+    };
+    let pose_times = match pose.as_mut() {
+        Some(pose) => Some(time_pose(pose, &photos, timed, limits, progress)?),
+        None => None,
+    };
+    // What the stages allow per frame, in frames/s.
+    let stage_fps = 1000.0
+        / f64::from(t_enc.percentiles().p50_ms + pose_times.map_or(0.0, |p| p.p50_ms)).max(1e-3);
+
+    // 7. The real pipeline on the photo folder.
     let pipeline = match spec.pipeline {
         PipelineRun::Off => None,
         PipelineRun::Replay { fps } => {
-            let fps = fps.unwrap_or(REPLAY_OVERSPEED * encoder_fps);
-            Some(replay(
-                embedder,
-                matcher.banks().to_vec(),
-                &spec.photos,
-                fps,
-                limits,
-                progress,
-            )?)
+            let fps = fps.unwrap_or(REPLAY_OVERSPEED * encoder_fps.min(stage_fps));
+            let mut pipeline =
+                Pipeline::new(replay_config(), embedder, matcher.banks().to_vec(), None)?;
+            if let Some(pose) = pose {
+                pipeline = pipeline.with_pose(pose);
+            }
+            Some(replay(pipeline, &spec.photos, fps, limits, progress)?)
         }
     };
     let stages = Stages {
@@ -561,7 +593,12 @@ pub fn run(
         preprocess_640x480_ms_p50: pre_p50,
         preprocess_640x480_ms_p95: pre_p95,
         encoder_fps,
+        pose_ms_p50: pose_times.map(|p| p.p50_ms),
+        pose_ms_p95: pose_times.map(|p| p.p95_ms),
         pipeline_vs_encoder: pipeline.map(|p| p.fps / encoder_fps),
+        pipeline_vs_stages: pipeline
+            .filter(|_| pose_times.is_some())
+            .map(|p| p.fps / stage_fps),
         pipeline,
         peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
         peak_rss_excludes_reference: peak_reset && spec.reference.is_some(),
@@ -598,18 +635,35 @@ fn time_camera_frame(
     Ok((p.p50_ms, p.p95_ms))
 }
 
-/// Runs the real pipeline over the photo folder at `fps`, gate and darkness check off.
-fn replay(
-    embedder: ImageEmbedder,
-    banks: Vec<Bank>,
-    dir: &Path,
-    fps: f64,
+/// Times the pose stage on the readable photos, `frames` times after one untimed frame.
+fn time_pose(
+    pose: &mut PoseEstimator,
+    photos: &[PathBuf],
+    frames: usize,
     limits: DecodeLimits,
     progress: &mut dyn FnMut(BenchPhase, usize, usize),
-) -> anyhow::Result<PipelineReport> {
-    let source = FolderSource::open(dir, fps, limits)?;
-    let frames = source.len();
-    let config = PipelineConfig {
+) -> anyhow::Result<Percentiles> {
+    let images: Vec<_> = photos
+        .iter()
+        .filter_map(|p| decode_file(p, limits).ok())
+        .collect();
+    let Some(first) = images.first() else {
+        return Err(anyhow::anyhow!("no photo could be decoded"));
+    };
+    pose.estimate(first.into())?;
+    let mut lat = Latency::default();
+    for i in 0..frames.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(pose.estimate((&images[i % images.len()]).into())?);
+        lat.record(t.elapsed());
+        progress(BenchPhase::Timing, i + 1, frames);
+    }
+    Ok(lat.percentiles())
+}
+
+/// The replay's pipeline settings: every frame judged (gate and darkness check off).
+fn replay_config() -> PipelineConfig {
+    PipelineConfig {
         gate: GateConfig {
             enabled: false,
             ..GateConfig::default()
@@ -620,8 +674,19 @@ fn replay(
         },
         stats_interval_s: 0.0,
         ..PipelineConfig::default()
-    };
-    let mut pipeline = Pipeline::new(config, embedder, banks, None)?;
+    }
+}
+
+/// Runs `pipeline` over the photo folder at `fps`.
+fn replay(
+    mut pipeline: Pipeline,
+    dir: &Path,
+    fps: f64,
+    limits: DecodeLimits,
+    progress: &mut dyn FnMut(BenchPhase, usize, usize),
+) -> anyhow::Result<PipelineReport> {
+    let source = FolderSource::open(dir, fps, limits)?;
+    let frames = source.len();
     let speech = SpeechThread::spawn(vec![Box::new(LogSpeaker)], &VoiceConfig::default())
         .map_err(PipelineError::Thread)?;
     let (_control_tx, controls) = crossbeam_channel::bounded::<Command>(1);
@@ -662,6 +727,7 @@ pub fn run_command(args: crate::cli::args::BenchArgs) -> anyhow::Result<std::pro
             Some(fps) if fps <= 0.0 => PipelineRun::Off,
             fps => PipelineRun::Replay { fps },
         },
+        person_model: args.person_model,
     };
     let bar = crate::cli::progress_bar(0, "loading");
     let report = run(&spec, &mut |phase, done, total| {

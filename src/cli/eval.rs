@@ -9,23 +9,51 @@ use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::EvalArgs;
 use crate::cli::{encoder_options, load_model, progress_bar};
 use crate::decide::DecisionConfig;
-use crate::eval::{evaluate, read_photos, Rate, Report};
+use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report};
+use crate::matching::Matcher;
 use crate::prompts::calibrate::PrecisionRule;
+use crate::types::Scores;
+use crate::vision::pose::{context_margin, furniture_veto, PersonBundle, PoseEstimator};
 
 /// Runs the evaluation and prints it.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    let (_, banks, mut embedder) =
-        load_model(&args.model, &args.banks, &encoder_options(&args.encoder))?;
+    let options = encoder_options(&args.encoder);
+    let (_, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
+    let mut pose = match &args.person_model {
+        Some(dir) => Some(PoseEstimator::load(
+            &PersonBundle::load(dir)?,
+            options.threads,
+        )?),
+        None => None,
+    };
     let photos = read_photos(&args.labels)?;
     let bar = progress_bar(photos.len(), "photos");
     let mut embeddings = Vec::with_capacity(photos.len());
+    let mut verdicts = Vec::new();
+    let mut matcher = Matcher::new(banks.clone());
+    let labels = matcher.labels();
+    let mut scores = Scores::default();
     for (i, p) in photos.iter().enumerate() {
         let img = decode_file(&p.path, DecodeLimits::default())?;
-        embeddings.push(embedder.embed((&img).into())?.to_vec());
+        let embedding = embedder.embed((&img).into())?.to_vec();
+        if let Some(pose) = pose.as_mut() {
+            // As classify and run judge it: the pose verdict with the image context.
+            matcher.score(&embedding, &mut scores);
+            pose.estimate((&img).into())?;
+            let vetoed = context_margin(&labels, &scores, pose.manifest())
+                .is_some_and(|m| furniture_veto(m, pose.manifest()));
+            let people = pose.people();
+            verdicts.push(PoseVerdict {
+                people: people.present().count(),
+                posture: people.present().next().map(|p| p.posture),
+                fallen: people.fallen() && !vetoed,
+            });
+        }
+        embeddings.push(embedding);
         bar.set_position(i as u64 + 1);
     }
     bar.finish_and_clear();
-    let report = evaluate(
+    let mut report = evaluate(
         &banks,
         &photos,
         &embeddings,
@@ -33,6 +61,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         &PrecisionRule::default(),
         DecisionConfig::default(),
     )?;
+    if pose.is_some() {
+        report.pose = Some(pose_report(&photos, &verdicts));
+    }
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         if !args.per_photo {
@@ -79,6 +110,24 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
         "hazard alarms                {} confirmed, {} unconfirmed on {} ordinary photos ({:.1} per 100)\n",
         r.hazard_alarms_confirmed, r.hazard_alarms_unconfirmed, r.ordinary_photos, r.unconfirmed_per_100
     );
+    if let Some(p) = &r.pose {
+        out += "people and falls (the pose stage, single frames)\n";
+        out += &format!("  fallen on falls             {}\n", rate(&p.fallen_recall));
+        out += &format!("  fallen on up, sitting, empty {}\n", rate(&p.false_fallen));
+        out += &format!(
+            "  fallen on lying in bed       {}\n",
+            rate(&p.lying_bed_fallen)
+        );
+        out += &format!("  people found                {}\n", rate(&p.people_found));
+        out += &format!(
+            "  people on empty rooms       {}\n",
+            rate(&p.people_on_empty)
+        );
+        out += &format!(
+            "  posture agrees with class   {}\n",
+            rate(&p.posture_agrees)
+        );
+    }
     out += &format!(
         "\n{:<28} {:<8} {:>9} {:>5} {:>5} {:>5} {:>6}  dominant\n",
         "label", "category", "validated", "said", "true", "false", "missed"
