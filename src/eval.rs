@@ -59,7 +59,7 @@ pub struct Photo {
 
 /// Reads a folder of labelled photos: `labels.tsv` as `file<TAB>label,label,…` (the
 /// calibration format) or with a header row naming `file` and `class` columns (one class per
-/// photo), and `dominant.tsv` (`file-or-id<TAB>label[<TAB>…]`) when present.
+/// photo, the files beside the table or in its `images/` folder), and `dominant.tsv` (`file-or-id<TAB>label[<TAB>…]`) when present.
 pub fn read_photos(dir: &Path) -> Result<Vec<Photo>, EvalError> {
     let path = dir.join(LABELS_FILE);
     let text = crate::file_error::read_to_string(&path).map_err(CalibrationError::from)?;
@@ -137,8 +137,15 @@ fn read_class_table(
                 message: format!("bad file name {file:?}"),
             });
         }
+        // The photos sit beside the table, or in its `images/` folder.
+        let beside = dir.join(file);
+        let in_images = dir.join("images").join(file);
         out.push(Reference {
-            path: dir.join(file),
+            path: if !beside.exists() && in_images.exists() {
+                in_images
+            } else {
+                beside
+            },
             labels: [class.to_lowercase()].into(),
         });
     }

@@ -112,19 +112,19 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
     );
     if let Some(p) = &r.pose {
         out += "people and falls (the pose stage, single frames)\n";
-        out += &format!("  fallen on falls             {}\n", rate(&p.fallen_recall));
+        out += &format!("  fallen on falls              {}\n", rate(&p.fallen_recall));
         out += &format!("  fallen on up, sitting, empty {}\n", rate(&p.false_fallen));
         out += &format!(
             "  fallen on lying in bed       {}\n",
             rate(&p.lying_bed_fallen)
         );
-        out += &format!("  people found                {}\n", rate(&p.people_found));
+        out += &format!("  people found                 {}\n", rate(&p.people_found));
         out += &format!(
-            "  people on empty rooms       {}\n",
+            "  people on empty rooms        {}\n",
             rate(&p.people_on_empty)
         );
         out += &format!(
-            "  posture agrees with class   {}\n",
+            "  posture agrees with class    {}\n",
             rate(&p.posture_agrees)
         );
     }
