@@ -112,21 +112,16 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
     );
     if let Some(p) = &r.pose {
         out += "people and falls (the pose stage, single frames)\n";
-        out += &format!("  fallen on falls              {}\n", rate(&p.fallen_recall));
-        out += &format!("  fallen on up, sitting, empty {}\n", rate(&p.false_fallen));
-        out += &format!(
-            "  fallen on lying in bed       {}\n",
-            rate(&p.lying_bed_fallen)
-        );
-        out += &format!("  people found                 {}\n", rate(&p.people_found));
-        out += &format!(
-            "  people on empty rooms        {}\n",
-            rate(&p.people_on_empty)
-        );
-        out += &format!(
-            "  posture agrees with class    {}\n",
-            rate(&p.posture_agrees)
-        );
+        for (what, r) in [
+            ("fallen on falls", &p.fallen_recall),
+            ("fallen on up, sitting, empty", &p.false_fallen),
+            ("fallen on lying in bed", &p.lying_bed_fallen),
+            ("people found", &p.people_found),
+            ("people on empty rooms", &p.people_on_empty),
+            ("posture agrees with class", &p.posture_agrees),
+        ] {
+            out += &format!("  {what:<29}{}\n", rate(r));
+        }
     }
     out += &format!(
         "\n{:<28} {:<8} {:>9} {:>5} {:>5} {:>5} {:>6}  dominant\n",
