@@ -40,7 +40,7 @@ use crate::types::RgbView;
 use crate::types::Scores;
 use crate::vision::encoder::{EncoderOptions, ImageGraph};
 use crate::vision::gate::{DarkConfig, GateConfig};
-use crate::vision::pose::{PersonBundle, PoseEstimator};
+use crate::vision::pose::PoseEstimator;
 use crate::vision::preprocess::{PreprocessSpec, Preprocessor};
 use crate::vision::select::load_image_encoder;
 use crate::vision::ImageEmbedder;
@@ -536,13 +536,8 @@ pub fn run(
     let (pre_p50, pre_p95) = time_camera_frame(&photos, &resolved.spec, limits)?;
 
     // 6. The pose stage on the photos, as many timed frames as the encoder had.
-    let mut pose = match &spec.person_model {
-        Some(dir) => Some(PoseEstimator::load(
-            &PersonBundle::load(dir)?,
-            spec.options.threads.max(1),
-        )?),
-        None => None,
-    };
+    let mut pose =
+        crate::cli::load_person_model(spec.person_model.as_deref(), spec.options.threads.max(1))?;
     let pose_times = match pose.as_mut() {
         Some(pose) => Some(time_pose(pose, &photos, timed, limits, progress)?),
         None => None,

@@ -14,7 +14,7 @@ use crate::cli::{encoder_options, load_model};
 use crate::decide::{still_scene, DecisionConfig};
 use crate::matching::{rank, Matcher};
 use crate::types::Scores;
-use crate::vision::pose::{context_margin, furniture_veto, People, PersonBundle, PoseEstimator};
+use crate::vision::pose::{context_margin, furniture_veto, People};
 
 /// What the pose stage adds to an image's line.
 struct PoseLine {
@@ -85,13 +85,7 @@ fn pose_line(people: &People, vetoed: bool) -> PoseLine {
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
     let (bundle, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
-    let mut pose = match &args.person_model {
-        Some(dir) => Some(PoseEstimator::load(
-            &PersonBundle::load(dir)?,
-            options.threads,
-        )?),
-        None => None,
-    };
+    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), options.threads)?;
     let mut matcher = Matcher::new(banks);
     let labels = matcher.labels();
     let decision = DecisionConfig::default();

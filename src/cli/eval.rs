@@ -13,19 +13,13 @@ use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report}
 use crate::matching::Matcher;
 use crate::prompts::calibrate::PrecisionRule;
 use crate::types::Scores;
-use crate::vision::pose::{context_margin, furniture_veto, PersonBundle, PoseEstimator};
+use crate::vision::pose::{context_margin, furniture_veto};
 
 /// Runs the evaluation and prints it.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
     let (_, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
-    let mut pose = match &args.person_model {
-        Some(dir) => Some(PoseEstimator::load(
-            &PersonBundle::load(dir)?,
-            options.threads,
-        )?),
-        None => None,
-    };
+    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), options.threads)?;
     let photos = read_photos(&args.labels)?;
     let bar = progress_bar(photos.len(), "photos");
     let mut embeddings = Vec::with_capacity(photos.len());

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod eval;
 pub mod run;
 
+use crate::vision::pose::{PersonBundle, PoseEstimator};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,6 +71,17 @@ pub fn load_model(
         .collect::<Result<Vec<_>, _>>()?;
     let embedder = crate::vision::select::load_embedder(&bundle, options)?;
     Ok((bundle, banks, embedder))
+}
+
+/// The person/pose stage of `--person-model DIR`, on `threads` threads; none without one.
+pub fn load_person_model(
+    dir: Option<&std::path::Path>,
+    threads: usize,
+) -> anyhow::Result<Option<PoseEstimator>> {
+    Ok(match dir {
+        Some(dir) => Some(PoseEstimator::load(&PersonBundle::load(dir)?, threads)?),
+        None => None,
+    })
 }
 
 /// A progress bar for a long job (on stderr; hidden when it is not a terminal).

@@ -22,7 +22,6 @@ use crate::pipeline::notify;
 use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
-use crate::vision::pose::{PersonBundle, PoseEstimator};
 
 /// Runs the live pipeline until the source ends or a stop is asked.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -77,8 +76,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let source = open_source(&config)?;
     let mut pipeline = Pipeline::new(config.pipeline, embedder, banks, observer)?;
-    if let Some(dir) = &config.person_model {
-        let pose = PoseEstimator::load(&PersonBundle::load(dir)?, config.encoder.threads)?;
+    let pose =
+        crate::cli::load_person_model(config.person_model.as_deref(), config.encoder.threads)?;
+    if let Some(pose) = pose {
         log::info!("person model {} ready", pose.manifest().id);
         pipeline = pipeline.with_pose(pose);
         // People with their place: on for the wearable, off for the home camera.
