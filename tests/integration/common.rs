@@ -56,6 +56,41 @@ pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
 }
 
+/// Runs `cmd` to its end; panics with its stderr unless it exited 0.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    succeeded(&out);
+    out
+}
+
+/// Panics with the process's stderr unless it exited 0.
+pub fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lines of the WAV speaker's `transcript.jsonl` in `speech_dir` (none if it is missing).
+pub fn transcript(speech_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(speech_dir.join("transcript.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The sentences said, in order: the transcript without its interrupt lines.
+pub fn spoken(speech_dir: &Path) -> Vec<String> {
+    transcript(speech_dir)
+        .iter()
+        .filter(|l| !l["wav"].as_str().unwrap_or("").is_empty())
+        .map(|l| l["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// A bank of `prompts` made with the tiny model, built once per test run.
 pub fn tiny_bank(prompts: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -69,21 +104,16 @@ pub fn tiny_bank(prompts: &str) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap();
     if !out.exists() {
-        let status = bin()
-            .args(["embed-prompts", "--model"])
-            .arg(tiny_model())
-            .arg("--prompts")
-            .arg(root().join(prompts))
-            .arg("--calibration")
-            .arg(root().join("prompts/calibration"))
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
+        run_ok(
+            bin()
+                .args(["embed-prompts", "--model"])
+                .arg(tiny_model())
+                .arg("--prompts")
+                .arg(root().join(prompts))
+                .arg("--calibration")
+                .arg(root().join("prompts/calibration"))
+                .arg("-o")
+                .arg(&out),
         );
     }
     out

@@ -504,33 +504,22 @@ fn wearable_run(frames: &[image::RgbImage]) -> Vec<String> {
         img.save(folder.join(format!("{i:04}.png"))).unwrap();
     }
     let speech = dir.path().join("speech");
-    let out = bin()
-        .args(["run", "--model"])
-        .arg(root().join("models/default"))
-        .arg("--person-model")
-        .arg(person_model())
-        .arg("--bank")
-        .arg(root().join("prompts/banks/objects.safetensors"))
-        .arg("--bank")
-        .arg(root().join("prompts/banks/hazards.safetensors"))
-        .arg("--source")
-        .arg(&folder)
-        .args(["--fps", "10", "--speaker", "wav", "--speech-dir"])
-        .arg(&speech)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        bin()
+            .args(["run", "--model"])
+            .arg(root().join("models/default"))
+            .arg("--person-model")
+            .arg(person_model())
+            .arg("--bank")
+            .arg(root().join("prompts/banks/objects.safetensors"))
+            .arg("--bank")
+            .arg(root().join("prompts/banks/hazards.safetensors"))
+            .arg("--source")
+            .arg(&folder)
+            .args(["--fps", "10", "--speaker", "wav", "--speech-dir"])
+            .arg(&speech),
     );
-    std::fs::read_to_string(speech.join("transcript.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|l| l["wav"] != "")
-        .map(|l| l["text"].as_str().unwrap().to_string())
-        .collect()
+    spoken(&speech)
 }
 
 /// The wearable names a person with a place from the pose stage ("Person ahead."), not the

@@ -44,28 +44,20 @@ fn said_by_run(photo: &PathBuf, banks: &[&str], extra: &[&str]) -> Vec<String> {
     for b in banks {
         cmd.arg("--bank").arg(bank(b));
     }
-    let out = cmd
-        .arg("--source")
-        .arg(frames.path())
-        .args(["--fps", "4", "--speaker", "wav", "--speech-dir"])
-        .arg(speech.path())
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        cmd.arg("--source")
+            .arg(frames.path())
+            .args(["--fps", "4", "--speaker", "wav", "--speech-dir"])
+            .arg(speech.path())
+            .args(extra),
     );
     sentences(speech.path())
 }
 
 /// The sentences of a wav transcript, device status and interrupt lines left out.
 fn sentences(speech_dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(speech_dir.join("transcript.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    transcript(speech_dir)
+        .iter()
         .filter(|l| l["priority"] != "status" && l["wav"] != "")
         .map(|l| l["text"].as_str().unwrap().to_string())
         .collect()

@@ -70,28 +70,16 @@ fn start(config: &Path) -> Child {
 }
 
 fn finish(child: Child) {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&child.wait_with_output().unwrap());
 }
 
-fn transcript(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("speech/transcript.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// The transcript of a run in `dir` (its speech is in `dir/speech`).
+fn lines(dir: &Path) -> Vec<Value> {
+    transcript(&dir.join("speech"))
 }
 
 fn said(dir: &Path) -> Vec<String> {
-    transcript(dir)
-        .iter()
-        .filter(|l| !l["wav"].as_str().unwrap_or("").is_empty())
-        .map(|l| l["text"].as_str().unwrap_or("").to_string())
-        .collect()
+    spoken(&dir.join("speech"))
 }
 
 /// Waits (at most 60 s) until `what` holds.
@@ -187,7 +175,7 @@ fn control_subcommand_asks_a_running_instance_to_describe() {
     });
     let child = start(&config);
     wait_until("Dog.", || said(dir.path()).iter().any(|s| s == "Dog."));
-    let before = transcript(dir.path()).len();
+    let before = lines(dir.path()).len();
     let out = bin()
         .args(["control", "--socket"])
         .arg(&socket)
@@ -201,11 +189,11 @@ fn control_subcommand_asks_a_running_instance_to_describe() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     wait_until("the describe sentence", || {
-        transcript(dir.path())[before..]
+        lines(dir.path())[before..]
             .iter()
             .any(|l| l["priority"] == "describe")
     });
-    let line = transcript(dir.path())[before..]
+    let line = lines(dir.path())[before..]
         .iter()
         .find(|l| l["priority"] == "describe")
         .cloned()
@@ -251,7 +239,7 @@ fn the_earcon_leads_a_hazard_sentence_and_only_a_hazard() {
     let frames = frames(dir.path(), &[("dog.jpg", 20), ("bus.jpg", 20)]);
     let config = config(dir.path(), &frames, |_| {});
     finish(start(&config));
-    let lines = transcript(dir.path());
+    let lines = lines(dir.path());
     let wav = |text: &str| {
         let l = lines
             .iter()
