@@ -82,19 +82,43 @@ fn tiny_home_config(
         };
         std::fs::copy(photo(p), frames.join(format!("{i:04}.jpg"))).unwrap();
     }
+    write_config(
+        dir,
+        RunConfig {
+            model: Some(model),
+            banks: vec![bank],
+            ..Default::default()
+        },
+        (broker, prefix),
+        &frames,
+        checkin_seconds,
+    )
+}
+
+/// Writes `dir/home.toml`: `models` with the home profile against `broker` under `prefix`,
+/// on `frames` at 10 fps with the WAV speaker, lying 1 s before the check-in, which waits
+/// `checkin_seconds`. Returns its path.
+fn write_config(
+    dir: &Path,
+    models: RunConfig,
+    (broker, prefix): (&Broker, &str),
+    frames: &Path,
+    checkin_seconds: f64,
+) -> PathBuf {
     let mut home = home_config(&dir.join("state"), Some(broker.port), prefix);
     home.fall.lying_seconds = 1.0;
     home.fall.checkin_seconds = checkin_seconds;
     home.fall.ack_seconds = 100_000.0;
+    if models.person_model.is_some() {
+        home.fall_label = "person lying on the floor".into();
+    }
     let config = RunConfig {
-        model: Some(model),
-        banks: vec![bank],
         source: Some(frames.to_string_lossy().into()),
         fps: Some(10.0),
         speaker: Some(SpeakerKind::Wav),
         speech_dir: Some(dir.join("speech")),
         home: Some(home),
-        ..Default::default()
+        ..models
     };
     let config_path = dir.join("home.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
@@ -194,30 +218,14 @@ fn settled_alerts(sub: &Subscriber, prefix: &str) -> Vec<Msg> {
 /// Runs the home profile with the shipped models (default bundle, person/pose model, home bank)
 /// on `frames` at 10 fps against `broker`; returns the spoken transcript.
 fn run_pose_home(dir: &Path, frames: &Path, broker: &Broker, prefix: &str) -> String {
-    let mut home = home_config(&dir.join("state"), Some(broker.port), prefix);
-    home.fall_label = "person lying on the floor".into();
-    home.fall.lying_seconds = 1.0;
-    home.fall.checkin_seconds = 1.5;
-    home.fall.ack_seconds = 100_000.0;
-    let config = RunConfig {
+    let models = RunConfig {
         model: Some(root().join("models/default")),
         person_model: Some(root().join("models/person")),
         banks: vec![root().join("prompts/banks/home.safetensors")],
-        source: Some(frames.to_string_lossy().into()),
-        fps: Some(10.0),
-        speaker: Some(SpeakerKind::Wav),
-        speech_dir: Some(dir.join("speech")),
-        home: Some(home),
         ..Default::default()
     };
-    let config_path = dir.join("home.toml");
-    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
+    let config_path = write_config(dir, models, (broker, prefix), frames, 1.5);
+    let out = run_binary(&config_path).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
