@@ -99,6 +99,7 @@ fn watchdog_pets_stop_while_the_frame_loop_is_stuck_and_resume_after() {
             neg_std: 0.1,
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
+            source: Default::default(),
         }],
         bundle.manifest.embedding.dim,
         emb,

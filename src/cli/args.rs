@@ -45,6 +45,48 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure what the device would say on labelled photos (precision, recall, alarms).
     Eval(EvalArgs),
+    /// Teach a label of your own ("my keys") from a few photos of it, into a personal bank.
+    Teach(TeachArgs),
+}
+
+/// `clipsight teach`: a label of the user's own from photos of it.
+#[derive(clap::Args)]
+pub struct TeachArgs {
+    /// The model bundle directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The label, exactly as it will be reported ("my keys").
+    #[arg(long, required_unless_present = "rebuild")]
+    pub label: Option<String>,
+    /// What to say when it comes into view (default: "my keys" → "Your keys.").
+    #[arg(long)]
+    pub say: Option<String>,
+    /// What kind of thing it is.
+    #[arg(long, default_value = "object", value_parser = ["object", "hazard"])]
+    pub category: String,
+    /// Labelled photos that do not show it, for its threshold (a folder with labels.tsv).
+    #[arg(long, default_value = "prompts/calibration")]
+    pub calibration: PathBuf,
+    /// Add these photos to what was taught before under the label, instead of replacing it.
+    #[arg(long)]
+    pub add: bool,
+    /// Keep copies of the photos beside the bank (`BANK.photos/`), so that `--rebuild` can
+    /// teach them again to another model. Without it no photo is kept.
+    #[arg(long)]
+    pub keep_photos: bool,
+    /// Teach every label of the bank again with `--model`, from its kept photos (after a
+    /// model update). Labels without kept photos are named and left out.
+    #[arg(long, conflicts_with_all = ["label", "add", "photos"])]
+    pub rebuild: bool,
+    /// Where and how the image encoder runs.
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    /// The personal bank to write (created if needed; mode 0600).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Photos of the thing (several angles and lights work best).
+    #[arg(required_unless_present = "rebuild")]
+    pub photos: Vec<PathBuf>,
 }
 
 /// `clipsight eval`: what the device would say on labelled photos, scored.

@@ -362,6 +362,7 @@ fn synthetic_bank(dim: usize) -> anyhow::Result<Bank> {
             neg_std: 1.0,
             aliases: Vec::new(),
             calibration: crate::prompts::bank::Evidence::UNKNOWN,
+            source: Default::default(),
         });
     }
     Bank::new(

@@ -9,6 +9,7 @@ pub mod config;
 pub mod embed;
 pub mod eval;
 pub mod run;
+pub mod teach;
 
 use crate::vision::pose::{PersonBundle, PoseEstimator};
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run_command(args),
         Command::Eval(args) => eval::run(args),
+        Command::Teach(args) => teach::run(args),
         Command::Control(args) => {
             let reply = crate::controls::send_command(&args.socket, &args.command)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))?;

@@ -76,6 +76,36 @@ pub struct BankEntry {
     pub aliases: Vec<String>,
     /// What the calibration photos showed of the label.
     pub calibration: Evidence,
+    /// Where its row came from: text prompts, or photos a user taught.
+    pub source: Source,
+}
+
+/// Where a bank row came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum Source {
+    /// The mean embedding of the label's text prompts (`embed-prompts`).
+    #[default]
+    Text,
+    /// The mean image embedding of photos or camera frames of the user's own thing
+    /// ([`crate::prompts::teach`]).
+    Image {
+        /// How many photos or frames were averaged.
+        shots: u32,
+        /// Copies of the photos kept for `teach --rebuild` (paths relative to the bank's
+        /// folder); empty unless the user asked to keep them.
+        photos: Vec<String>,
+    },
+}
+
+impl Source {
+    /// `"text"` or `"image"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Text => "text",
+            Source::Image { .. } => "image",
+        }
+    }
 }
 
 /// What calibration found for one label: how many photos showed it, and whether its
@@ -154,6 +184,27 @@ struct EntryMeta {
     /// Absent in the first format.
     #[serde(default)]
     calibration: Option<Evidence>,
+    /// `text` or `image`; absent before taught labels existed (text).
+    #[serde(default)]
+    source: SourceKind,
+    /// Image rows: the photos or frames averaged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    shots: u32,
+    /// Image rows: kept photos, relative to the bank's folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    photos: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    #[default]
+    Text,
+    Image,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Bank {
@@ -247,8 +298,8 @@ impl Bank {
         }
     }
 
-    /// Writes the bank as safetensors.
-    pub fn save(&self, path: &Path) -> Result<(), BankError> {
+    /// The bank as the bytes of a safetensors file (`path` names it in errors).
+    fn to_bytes(&self, path: &Path) -> Result<Vec<u8>, BankError> {
         let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let emb = bytes(&self.embeddings);
         let thr = bytes(&self.entries.iter().map(|e| e.threshold).collect::<Vec<_>>());
@@ -290,6 +341,18 @@ impl Bank {
                 say: e.say.clone(),
                 aliases: e.aliases.clone(),
                 calibration: Some(e.calibration),
+                source: match e.source {
+                    Source::Text => SourceKind::Text,
+                    Source::Image { .. } => SourceKind::Image,
+                },
+                shots: match e.source {
+                    Source::Image { shots, .. } => shots,
+                    Source::Text => 0,
+                },
+                photos: match &e.source {
+                    Source::Image { photos, .. } => photos.clone(),
+                    Source::Text => Vec::new(),
+                },
             })
             .collect();
         let mut meta = HashMap::new();
@@ -305,12 +368,88 @@ impl Bank {
             "entries".to_string(),
             serde_json::to_string(&entries).unwrap_or_default(),
         );
-        let data = safetensors::serialize(tensors, &Some(meta)).map_err(|e| BankError::Format {
+        safetensors::serialize(tensors, &Some(meta)).map_err(|e| BankError::Format {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    /// Writes the bank as safetensors.
+    pub fn save(&self, path: &Path) -> Result<(), BankError> {
+        let data = self.to_bytes(path)?;
         std::fs::write(path, data).map_err(FileError::writing(path))?;
         Ok(())
+    }
+
+    /// Writes the bank for its owner only (mode 0600) and atomically: to a temporary file
+    /// beside `path`, synced, then renamed over it, so a power cut leaves the old bank or the
+    /// new one, never half of one. The folder is created if needed. For personal banks.
+    pub fn save_private(&self, path: &Path) -> Result<(), BankError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let data = self.to_bytes(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(FileError::writing(dir))?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            FileError::writing(path)(e)
+        })?;
+        Ok(())
+    }
+
+    /// This bank with `entry` and its unit-length `row`: in place of the label of the same
+    /// name (compared case-insensitively), or added at the end.
+    pub fn with_entry(mut self, entry: BankEntry, row: &[f32]) -> Result<Self, String> {
+        if row.len() != self.dim || row.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "label {:?}: expected {} finite values, found {}",
+                entry.label,
+                self.dim,
+                row.len()
+            ));
+        }
+        match self.position(&entry.label) {
+            Some(i) => {
+                self.entries[i] = entry;
+                self.embeddings[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+            }
+            None => {
+                self.entries.push(entry);
+                self.embeddings.extend_from_slice(row);
+            }
+        }
+        Ok(self)
+    }
+
+    /// This bank without `label` (case-insensitive); `None` when that was its last label.
+    pub fn without(mut self, label: &str) -> Option<Self> {
+        if let Some(i) = self.position(label) {
+            self.entries.remove(i);
+            self.embeddings.drain(i * self.dim..(i + 1) * self.dim);
+        }
+        (!self.entries.is_empty()).then_some(self)
+    }
+
+    /// The index of `label` (case-insensitive).
+    pub fn position(&self, label: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.label.eq_ignore_ascii_case(label.trim()))
     }
 
     /// Reads a bank file.
@@ -404,6 +543,13 @@ impl Bank {
                 neg_mean: mean[i],
                 neg_std: std[i],
                 calibration: e.calibration.unwrap_or(Evidence::UNKNOWN),
+                source: match e.source {
+                    SourceKind::Text => Source::Text,
+                    SourceKind::Image => Source::Image {
+                        shots: e.shots,
+                        photos: e.photos,
+                    },
+                },
             })
             .collect();
         let model = ModelIdentity {
@@ -493,6 +639,7 @@ mod tests {
             neg_std: 0.05,
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
+            source: Source::Text,
         };
         Bank::new(
             "test".into(),

@@ -22,11 +22,11 @@ pub enum BuildError {
     /// The text or image tower failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// A calibration photo cannot be decoded.
-    #[error("calibration photo: {0}")]
+    /// A photo (calibration or taught) cannot be decoded.
+    #[error("photo: {0}")]
     Decode(#[from] DecodeError),
-    /// A calibration photo cannot be embedded.
-    #[error("calibration photo {path}: {source}")]
+    /// A photo (calibration or taught) cannot be embedded.
+    #[error("photo {path}: {source}")]
     Embed {
         /// The photo.
         path: String,
@@ -146,18 +146,8 @@ pub fn build_bank(
     let vocab_emb = embed_entries(text, &vocab_texts, dim, &mut |d, n| {
         progress(Phase::Vocabulary, d, n)
     })?;
-    let mut photo_emb = Vec::with_capacity(refs.len());
-    for (i, r) in refs.iter().enumerate() {
-        let img = decode_file(&r.path, DecodeLimits::default())?;
-        let e = images
-            .embed((&img).into())
-            .map_err(|source| BuildError::Embed {
-                path: r.path.display().to_string(),
-                source,
-            })?;
-        photo_emb.push(e.to_vec());
-        progress(Phase::Photos, i + 1, refs.len());
-    }
+    let paths: Vec<&std::path::Path> = refs.iter().map(|r| r.path.as_path()).collect();
+    let photo_emb = embed_photos(images, &paths, &mut |d, n| progress(Phase::Photos, d, n))?;
     let labels: Vec<(&str, &[String])> = set
         .prompts
         .iter()
@@ -178,6 +168,7 @@ pub fn build_bank(
             neg_mean: s.neg_mean,
             neg_std: s.neg_std,
             calibration: Evidence::of(s),
+            source: Default::default(),
         })
         .collect();
     let calibration = rule.describe(refs.len());
@@ -197,4 +188,26 @@ pub fn build_bank(
             .map_err(BuildError::Bank)?
     };
     Ok((bank, stats))
+}
+
+/// The unit-length image embeddings of photo files, in order; `progress(done, total)` after
+/// each. A photo that cannot be decoded or embedded is an error naming it.
+pub fn embed_photos(
+    images: &mut ImageEmbedder,
+    paths: &[&std::path::Path],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, BuildError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for (i, path) in paths.iter().enumerate() {
+        let img = decode_file(path, DecodeLimits::default())?;
+        let e = images
+            .embed((&img).into())
+            .map_err(|source| BuildError::Embed {
+                path: path.display().to_string(),
+                source,
+            })?;
+        out.push(e.to_vec());
+        progress(i + 1, paths.len());
+    }
+    Ok(out)
 }

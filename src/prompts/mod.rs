@@ -8,6 +8,7 @@
 pub mod bank;
 pub mod build;
 pub mod calibrate;
+pub mod teach;
 pub mod text_encoder;
 
 use crate::file_error::FileError;

@@ -46,6 +46,7 @@ fn test_bank(model: &Path, out: &Path) {
         neg_std: (1.0 - cross) / 4.0,
         aliases: Vec::new(),
         calibration: Evidence::UNKNOWN,
+        source: Default::default(),
     };
     let bank = Bank::new(
         "home-test".into(),

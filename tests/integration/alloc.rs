@@ -77,6 +77,7 @@ fn bank(dim: usize, labels: usize) -> Bank {
             neg_std: 0.1,
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
+            source: Default::default(),
         })
         .collect();
     let embeddings = (0..labels * dim)

@@ -157,6 +157,7 @@ fn setup() -> (
             neg_std: (1.0 - neg) / 4.0,
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
+            source: Default::default(),
         }
     };
     let bank = Bank::new(
