@@ -105,6 +105,8 @@ pub enum Kind {
     Person,
     /// An answer to "describe".
     Describe,
+    /// Teaching and find mode: their prompts, tones and "found".
+    Find,
     /// Device status (ready, camera lost, too dark).
     Status,
     /// The home monitor's check-in or alert.
@@ -120,6 +122,7 @@ impl Kind {
             Kind::Object => "object",
             Kind::Person => "person",
             Kind::Describe => "describe",
+            Kind::Find => "find",
             Kind::Status => "status",
             Kind::CheckIn => "checkin",
             Kind::Hazard => "hazard",
@@ -293,6 +296,50 @@ pub enum Command {
     },
     /// A command for the home monitor.
     Home(HomeCommand),
+    /// Teaching and finding the user's own things, with a label.
+    Personal {
+        /// What to do.
+        request: Personal,
+        /// Who asked.
+        origin: Origin,
+    },
+}
+
+/// A request about the user's own things (control words with a label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Personal {
+    /// `teach <label>`: learn the thing held in front of the camera.
+    Teach(String),
+    /// `forget <label>`: remove a taught label.
+    Forget(String),
+    /// `list`: say the taught labels.
+    List,
+    /// `find <label>`: a tone that quickens as the label comes into view, until it does.
+    Find(String),
+}
+
+/// The longest label a control word may carry.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// Parses a control line: a [`Control`] word, or `teach|forget|find <label>` or `list`.
+pub fn parse_command(line: &str, origin: Origin) -> Option<Command> {
+    if let Some(c) = Control::parse(line) {
+        return Some(c.from(origin));
+    }
+    let line = line.trim();
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let label = rest.trim();
+    let valid = !label.is_empty()
+        && label.chars().count() <= MAX_LABEL_CHARS
+        && !label.chars().any(char::is_control);
+    let request = match (word.to_ascii_lowercase().as_str(), valid) {
+        ("list", _) if label.is_empty() => Personal::List,
+        ("teach", true) => Personal::Teach(label.to_string()),
+        ("forget", true) => Personal::Forget(label.to_string()),
+        ("find", true) => Personal::Find(label.to_string()),
+        _ => return None,
+    };
+    Some(Command::Personal { request, origin })
 }
 
 impl Control {
@@ -329,4 +376,45 @@ pub struct Scores {
     pub z: Vec<f32>,
     /// Whether each label passes matching's precision checks on this frame (it may be said).
     pub allowed: Vec<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_lines_parse_with_their_labels() {
+        let p = |l: &str| parse_command(l, Origin::Socket);
+        assert_eq!(
+            p(" describe "),
+            Some(Control::Describe.from(Origin::Socket))
+        );
+        let personal = |request| Command::Personal {
+            request,
+            origin: Origin::Socket,
+        };
+        assert_eq!(
+            p("teach  my keys "),
+            Some(personal(Personal::Teach("my keys".into())))
+        );
+        assert_eq!(p("FIND cup"), Some(personal(Personal::Find("cup".into()))));
+        assert_eq!(
+            p("forget my keys"),
+            Some(personal(Personal::Forget("my keys".into())))
+        );
+        assert_eq!(p("list"), Some(personal(Personal::List)));
+        for bad in [
+            "teach",
+            "teach   ",
+            "list all",
+            "find\u{7}x",
+            "frobnicate keys",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            p(&format!("teach {}", "k".repeat(MAX_LABEL_CHARS + 1))),
+            None
+        );
+    }
 }

@@ -161,6 +161,10 @@ pub struct RunArgs {
     /// Where the wav speaker writes its files (created if missing).
     #[arg(long)]
     pub speech_dir: Option<PathBuf>,
+    /// The personal bank of taught labels (`teach` on the device writes it; default: the
+    /// service's state directory, or `~/.local/share/clipsight/personal.safetensors`).
+    #[arg(long)]
+    pub personal_bank: Option<PathBuf>,
     /// hazards, new or all.
     #[arg(long, value_parser = parse_name::<Verbosity>)]
     pub verbosity: Option<Verbosity>,
@@ -181,8 +185,10 @@ pub struct ControlArgs {
     /// The control socket of the running instance.
     #[arg(long)]
     pub socket: PathBuf,
-    /// describe, mute, repeat, verbosity, ok, ack or quit.
-    pub command: String,
+    /// describe, mute, repeat, verbosity, ok, ack, quit, list, or teach|find|forget LABEL
+    /// (the words after the first are the label: `teach my keys`).
+    #[arg(required = true, num_args = 1..)]
+    pub command: Vec<String>,
 }
 
 /// `clipsight classify`: rank bank labels for image files.

@@ -16,6 +16,7 @@ use crate::controls::ControlsConfig;
 use crate::decide::people::PeopleConfig;
 use crate::decide::DecisionConfig;
 use crate::home::HomeConfig;
+use crate::pipeline::personal::PersonalConfig;
 use crate::pipeline::PipelineConfig;
 use crate::speech::{SpeakerKind, VoiceConfig};
 use crate::vision::encoder::{Backend, Device, EncoderOptions};
@@ -109,6 +110,10 @@ pub struct RuntimeConfig {
     pub people: PeopleConfig,
     /// The home monitor; `None`: off.
     pub home: Option<HomeConfig>,
+    /// The personal bank of taught labels (loaded at start if it exists).
+    pub personal_bank: PathBuf,
+    /// Teaching and find mode (`[personal]`).
+    pub personal: PersonalConfig,
 }
 
 /// The whole file.
@@ -161,6 +166,11 @@ pub struct RunConfig {
     pub people: PeopleConfig,
     /// The home monitor (fall escalation, caregiver alerts); absent: off.
     pub home: Option<HomeConfig>,
+    /// The personal bank that `teach` writes and every run loads (`--personal-bank`;
+    /// default: the service's state directory, or `~/.local/share/clipsight/`).
+    pub personal_bank: Option<PathBuf>,
+    /// `[personal]`: teaching and find mode.
+    pub personal: PersonalConfig,
 }
 
 impl RunConfig {
@@ -217,6 +227,8 @@ impl RunConfig {
             ("people.cooldown_s", self.people.cooldown_s),
             ("people.lying_dwell_s", self.people.lying_dwell_s),
             ("people.lying_cooldown_s", self.people.lying_cooldown_s),
+            ("personal.teach_s", self.personal.teach_s),
+            ("personal.find_timeout_s", self.personal.find_timeout_s),
         ] {
             positive(name, v)?;
         }
@@ -274,6 +286,10 @@ impl RunConfig {
         if let Some(d) = self.speech_dir.as_mut() {
             fix(d);
         }
+        if let Some(p) = self.personal_bank.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.personal.calibration);
         if let Some(s) = self.controls.socket.as_mut() {
             fix(s);
         }
@@ -309,6 +325,9 @@ impl RunConfig {
         }
         if args.speech_dir.is_some() {
             self.speech_dir = args.speech_dir;
+        }
+        if args.personal_bank.is_some() {
+            self.personal_bank = args.personal_bank;
         }
         if let Some(v) = args.verbosity {
             self.decision.verbosity = v;
@@ -354,6 +373,14 @@ impl RunConfig {
             controls: self.controls,
             people: self.people,
             home: self.home,
+            personal_bank: self.personal_bank.unwrap_or_else(|| {
+                crate::pipeline::personal::default_bank_path(
+                    std::env::var_os("STATE_DIRECTORY").as_deref(),
+                    std::env::var_os("XDG_DATA_HOME").as_deref(),
+                    std::env::var_os("HOME").as_deref(),
+                )
+            }),
+            personal: self.personal,
         })
     }
 

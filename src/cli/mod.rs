@@ -34,7 +34,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Teach(args) => teach::run(args),
         Command::Control(args) => {
-            let reply = crate::controls::send_command(&args.socket, &args.command)
+            let reply = crate::controls::send_command(&args.socket, &args.command.join(" "))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", args.socket.display()))?;
             println!("{reply}");
             Ok(if reply == "ok" {

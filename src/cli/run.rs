@@ -19,6 +19,7 @@ use crate::decide::people::PeopleSpeech;
 use crate::decide::{LabelInfo, Unvalidated};
 use crate::home::observer::HomeObserver;
 use crate::pipeline::notify;
+use crate::pipeline::personal::Personal;
 use crate::pipeline::{Observer, Pipeline};
 use crate::prompts::bank::Bank;
 use crate::speech::{speaker_chain, SpeechThread};
@@ -31,8 +32,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => RunConfig::default(),
     };
     let config = file.apply(args)?;
-    let (bundle, banks, embedder) = load_model(&config.model, &config.banks, &config.encoder)?;
+    let (bundle, mut banks, embedder) = load_model(&config.model, &config.banks, &config.encoder)?;
     let identity = bundle.identity();
+    // The taught labels: loaded like any bank, after the others.
+    let personal = Personal::load(
+        config.personal.clone(),
+        config.personal_bank.clone(),
+        identity.clone(),
+    );
+    let has_personal = personal.bank.is_some();
+    banks.extend(personal.bank);
     log_unvalidated(&banks, config.pipeline.decision.unvalidated);
     log::info!(
         "model {identity} ready ({} on {}) in {:.2?}",
@@ -75,7 +84,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => None,
     };
     let source = open_source(&config)?;
-    let mut pipeline = Pipeline::new(config.pipeline, embedder, banks, observer)?;
+    let mut pipeline = Pipeline::new(config.pipeline, embedder, banks, observer)?.with_personal(
+        personal.personal,
+        has_personal,
+        personal.notice,
+    );
     let pose =
         crate::cli::load_person_model(config.person_model.as_deref(), config.encoder.threads)?;
     if let Some(pose) = pose {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controls::input::watch_keys;
 use crate::pipeline::POLL;
-use crate::types::{Command, Control, Origin};
+use crate::types::{parse_command, Command, Control, Origin};
 
 /// Commands that may wait on the bus.
 pub const COMMAND_QUEUE: usize = 64;
@@ -189,12 +189,12 @@ impl Controls {
             let tx = tx.clone();
             // Blocks on stdin; it is detached and ends with the process.
             std::thread::Builder::new().name("stdin".into()).spawn(move || {
-                eprintln!("keys: d describe, m mute, r repeat, v verbosity, o ok, a ack, q quit (then Enter)");
+                eprintln!("keys: d describe, m mute, r repeat, v verbosity, o ok, a ack, q quit; teach|find|forget LABEL, list (then Enter)");
                 for line in std::io::stdin().lock().lines() {
                     let Ok(line) = line else { break };
-                    match Control::parse(&line) {
+                    match parse_command(&line, Origin::Stdin) {
                         Some(c) => {
-                            let _ = tx.try_send(c.from(Origin::Stdin));
+                            let _ = tx.try_send(c);
                         }
                         None if line.trim().is_empty() => {}
                         None => eprintln!("unknown command {line:?}"),
@@ -270,8 +270,8 @@ fn handle_client(stream: UnixStream, tx: &Sender<Command>) {
     let reader = BufReader::new(std::io::Read::take(stream, MAX_LINE * 16));
     for line in reader.lines().take(16) {
         let Ok(line) = line else { break };
-        let reply = match Control::parse(&line) {
-            Some(c) => match tx.try_send(c.from(Origin::Socket)) {
+        let reply = match parse_command(&line, Origin::Socket) {
+            Some(c) => match tx.try_send(c) {
                 Ok(()) => "ok\n".to_string(),
                 Err(_) => "error: busy\n".to_string(),
             },

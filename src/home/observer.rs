@@ -111,6 +111,7 @@ impl Observer for HomeObserver {
     fn control(&mut self, command: Command, t: f64) -> Vec<Utterance> {
         let cmd = match command {
             Command::Home(cmd) => cmd,
+            Command::Personal { .. } => return Vec::new(),
             Command::User { control, origin } => {
                 // The socket is a socket; a key or the terminal is the button near the person.
                 let source = match origin {

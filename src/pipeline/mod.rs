@@ -12,6 +12,7 @@
 
 pub mod metrics;
 pub mod notify;
+pub mod personal;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,10 +27,13 @@ use crate::decide::people::PeopleSpeech;
 use crate::decide::{DecisionConfig, DecisionEngine, LabelInfo};
 use crate::matching::Matcher;
 use crate::pipeline::metrics::{FrameCounts, RunStats, StageLatencies};
+use crate::pipeline::personal::{
+    find_utterance, lesson, FindStep, Finding, Personal, TeachFailure, Teaching,
+};
 use crate::prompts::bank::Bank;
 use crate::speech::SpeechCommand;
 use crate::types::Frame;
-use crate::types::{Command, Control, Scores};
+use crate::types::{Command, Control, Personal as Request, Scores};
 use crate::types::{Kind, Utterance};
 use crate::vision::gate::{ChangeGate, DarkConfig, GateConfig, Thumbnail};
 use crate::vision::pose::{context_margin, furniture_veto, Direction, PoseEstimator, Posture};
@@ -223,6 +227,11 @@ pub struct Pipeline {
     pose: Option<PoseEstimator>,
     people: Option<PeopleSpeech>,
     observer: Option<Box<dyn Observer>>,
+    personal: Option<Personal>,
+    /// The last bank is the personal bank.
+    personal_bank: bool,
+    /// Said once after "Ready." (a personal bank that needs teaching again).
+    notice: Option<String>,
 }
 
 /// Mutable state of one run.
@@ -244,6 +253,8 @@ struct RunState {
     camera_ok: bool,
     failures: u32,
     told_failure: bool,
+    teaching: Option<Teaching>,
+    finding: Option<Finding>,
 }
 
 impl Pipeline {
@@ -272,7 +283,24 @@ impl Pipeline {
             pose: None,
             people: None,
             observer,
+            personal: None,
+            personal_bank: false,
+            notice: None,
         })
+    }
+
+    /// Adds teaching and find mode. `has_bank`: the last of the banks given to
+    /// [`Pipeline::new`] is the personal bank. `notice` is said once after "Ready.".
+    pub fn with_personal(
+        mut self,
+        personal: Personal,
+        has_bank: bool,
+        notice: Option<String>,
+    ) -> Self {
+        self.personal = Some(personal);
+        self.personal_bank = has_bank;
+        self.notice = notice;
+        self
     }
 
     /// Adds the person/pose stage: it runs on every frame the gate lets through, in this
@@ -329,11 +357,16 @@ impl Pipeline {
             camera_ok: true,
             failures: 0,
             told_failure: false,
+            teaching: None,
+            finding: None,
         };
         let say = |u: Utterance| {
             let _ = speech.send_timeout(SpeechCommand::Say(u), POLL);
         };
         say(Utterance::status("Ready.", 0.0));
+        if let Some(notice) = self.notice.take() {
+            say(Utterance::status(notice, 0.0));
+        }
         // The capture thread has its own flag: the caller's `stop` says only whether a stop
         // was asked (so a folder that ran out still has its queued speech said).
         let capture_stop = Arc::new(AtomicBool::new(false));
@@ -396,6 +429,7 @@ impl Pipeline {
                     say(u);
                 }
             }
+            self.personal_turn(&mut st, speech, &say);
             // Stall watchdog: no frame for too long is a lost camera, said once.
             let quiet = st.last_frame.elapsed().as_secs_f64();
             if quiet > self.config.stall_s {
@@ -457,6 +491,10 @@ impl Pipeline {
         let control = match &c {
             Command::User { control, .. } => Some(*control),
             Command::Home(_) => None,
+            Command::Personal { request, .. } => {
+                self.personal_request(st, request, say);
+                return;
+            }
         };
         match control {
             Some(Control::Describe) => {
@@ -531,6 +569,10 @@ impl Pipeline {
             _ => Vec::new(),
         };
         out.extend(people_said);
+        if st.finding.is_some() || st.teaching.is_some() {
+            // Find mode and teaching hold back objects and people; hazards still come.
+            out.retain(|u| !matches!(u.kind, Kind::Object | Kind::Person));
+        }
         self.observe(st, t, look == Look::Dark, &mut out);
         st.lat.decide.record(t_decide.elapsed());
         if !out.is_empty() {
@@ -582,6 +624,9 @@ impl Pipeline {
             });
         match embedded {
             Ok(embedding) => {
+                if let Some(teaching) = st.teaching.as_mut() {
+                    teaching.frames.push(embedding.to_vec());
+                }
                 let tm = Instant::now();
                 self.matcher.score(embedding, &mut st.scores);
                 st.lat.matching.record(tm.elapsed());
@@ -659,6 +704,178 @@ impl Pipeline {
             present: &st.present,
             pose: st.pose,
         }));
+    }
+
+    /// `teach`, `forget`, `list` and `find`.
+    fn personal_request(&mut self, st: &mut RunState, request: &Request, say: &dyn Fn(Utterance)) {
+        let t = st.last_t;
+        let Some(personal) = self.personal.as_ref() else {
+            say(find_utterance("Teaching and finding are off.", t));
+            return;
+        };
+        match request {
+            Request::Teach(label) => match lesson(label) {
+                Ok(lesson) => {
+                    let until = Instant::now()
+                        + Duration::from_secs_f64(personal.config().teach_s.max(0.5));
+                    st.finding = None;
+                    st.teaching = Some(Teaching {
+                        lesson,
+                        until,
+                        frames: Vec::new(),
+                    });
+                    say(find_utterance("Hold it in front of the camera.", t));
+                }
+                Err(e) => {
+                    log::warn!("teach: {e}");
+                    say(find_utterance("I can't use that name.", t));
+                }
+            },
+            Request::Forget(label) => {
+                let bank = self.personal_bank_now();
+                let result = match (bank, self.personal.as_mut()) {
+                    (Some(bank), Some(p)) => p.forget(label, bank),
+                    _ => None,
+                };
+                match result {
+                    Some(rest) => {
+                        self.set_personal_bank(st, rest);
+                        say(find_utterance(format!("Forgot {label}."), t));
+                    }
+                    None => say(find_utterance(format!("I wasn't taught {label}."), t)),
+                }
+            }
+            Request::List => {
+                let labels = self
+                    .personal_bank_now()
+                    .map(|b| crate::prompts::teach::taught_labels(&b))
+                    .unwrap_or_default();
+                let text = match labels.is_empty() {
+                    true => "You haven't taught me anything yet.".to_string(),
+                    false => format!("You taught me: {}.", labels.join(", ")),
+                };
+                say(find_utterance(text, t));
+            }
+            Request::Find(label) => {
+                let index = self
+                    .engine
+                    .labels()
+                    .iter()
+                    .position(|l| l.label.eq_ignore_ascii_case(label.trim()));
+                match index {
+                    Some(i) => {
+                        let name = self.engine.labels()[i].label.clone();
+                        st.teaching = None;
+                        st.finding = Some(Finding::new(&name, i, personal.config().find_timeout_s));
+                        say(find_utterance(
+                            format!("Looking for {}.", crate::prompts::teach::bare_name(&name)),
+                            t,
+                        ));
+                    }
+                    None => say(find_utterance(format!("I don't know {label}."), t)),
+                }
+            }
+        }
+    }
+
+    /// Every turn of the loop: ends a teach whose time is up, and plays find mode's tones.
+    fn personal_turn(
+        &mut self,
+        st: &mut RunState,
+        speech: &Sender<SpeechCommand>,
+        say: &dyn Fn(Utterance),
+    ) {
+        let t = st.last_t;
+        if st
+            .teaching
+            .as_ref()
+            .is_some_and(|x| Instant::now() >= x.until)
+        {
+            if let Some(teaching) = st.teaching.take() {
+                self.finish_teaching(st, teaching, say);
+            }
+        }
+        let Some(finding) = st.finding.as_mut() else {
+            return;
+        };
+        let i = finding.index;
+        let threshold = self.engine.labels()[i].z_threshold;
+        // Before the first judged frame there is no score yet: the slowest tone.
+        let (present, z) = match st.have_scores {
+            true => (self.engine.present(i), self.engine.smoothed(i)),
+            false => (false, f32::NEG_INFINITY),
+        };
+        match finding.step(present, z, threshold, t) {
+            FindStep::Wait => {}
+            FindStep::Tone(tone) => {
+                let _ = speech.send_timeout(SpeechCommand::Tone(tone), POLL);
+            }
+            FindStep::Found(u) | FindStep::GaveUp(u) => {
+                st.finding = None;
+                say(u);
+            }
+        }
+    }
+
+    fn finish_teaching(&mut self, st: &mut RunState, teaching: Teaching, say: &dyn Fn(Utterance)) {
+        let bank = self.personal_bank_now();
+        let Some(personal) = self.personal.as_mut() else {
+            return;
+        };
+        let label = teaching.lesson.label.clone();
+        match personal.teach(&teaching.lesson, &teaching.frames, bank, &mut self.embedder) {
+            Ok(bank) => {
+                log::info!(
+                    "taught {label:?} from {} frames seen",
+                    teaching.frames.len()
+                );
+                self.set_personal_bank(st, Some(bank));
+                say(find_utterance(format!("Learned: {label}."), st.last_t));
+            }
+            Err(e) => {
+                log::error!("teach {label:?}: {e:?}");
+                if let TeachFailure::TooFewFrames(n) = e {
+                    log::warn!("{n} usable frames of {} seen", teaching.frames.len());
+                }
+                say(find_utterance(e.sentence(), st.last_t));
+            }
+        }
+    }
+
+    /// The personal bank as loaded now, if any.
+    fn personal_bank_now(&self) -> Option<Bank> {
+        match self.personal_bank {
+            true => self.matcher.banks().last().cloned(),
+            false => None,
+        }
+    }
+
+    /// Swaps the personal bank (or removes it): the matcher and the decision engine start
+    /// afresh over the new labels, keeping the verbosity; the next frame is judged anew.
+    fn set_personal_bank(&mut self, st: &mut RunState, bank: Option<Bank>) {
+        let mut banks = self.matcher.banks().to_vec();
+        if self.personal_bank {
+            banks.pop();
+        }
+        self.personal_bank = bank.is_some();
+        banks.extend(bank);
+        let verbosity = self.engine.verbosity();
+        self.matcher = Matcher::new(banks);
+        self.engine = DecisionEngine::new(self.config.decision, self.matcher.labels());
+        self.engine.set_verbosity(verbosity);
+        if self.people.is_some() {
+            self.engine.leave_people_to_pose();
+        }
+        let n = self.engine.labels().len();
+        st.present = vec![false; n];
+        st.smoothed = vec![0.0; n];
+        st.scores = Scores {
+            cosine: vec![0.0; n],
+            z: vec![0.0; n],
+            allowed: vec![false; n],
+        };
+        st.have_scores = false;
+        st.finding = None;
     }
 
     /// The camera went away (a source event, or no frame for `stall_s`): said once.

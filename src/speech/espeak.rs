@@ -128,4 +128,9 @@ impl Speaker for EspeakSpeaker {
     fn take_failure(&mut self) -> Option<String> {
         self.failure.take()
     }
+    fn tone(&mut self, tone: &super::Tone) -> Result<(), SpeechError> {
+        self.stop();
+        self.child = Some(play(&self.voice, tone.pcm(22_050).to_wav())?);
+        Ok(())
+    }
 }

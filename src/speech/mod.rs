@@ -109,6 +109,33 @@ pub trait Speaker: Send {
     fn take_failure(&mut self) -> Option<String> {
         None
     }
+    /// Starts a short tone (find mode's beep) and returns without waiting. The default
+    /// only logs it.
+    fn tone(&mut self, tone: &Tone) -> Result<(), SpeechError> {
+        log::info!("tone: {:.0} Hz, {} ms", tone.hz, tone.ms);
+        Ok(())
+    }
+}
+
+/// A short beep: find mode's Geiger-counter click.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tone {
+    /// Pitch in Hz.
+    pub hz: f32,
+    /// Length in ms.
+    pub ms: u32,
+    /// When it was decided, in the observation clock's seconds.
+    pub t: f64,
+}
+
+impl Tone {
+    /// The tone as PCM at `rate` (a soft sine, as the earcon).
+    pub fn pcm(&self, rate: u32) -> Pcm {
+        Pcm {
+            rate,
+            samples: earcon(rate, self.hz, self.ms),
+        }
+    }
 }
 
 /// Says everything into the log at info level. It cannot fail.

@@ -21,6 +21,9 @@ pub enum SpeechCommand {
     Mute(Option<bool>),
     /// Say the last utterance again (a status one only if nothing else was said).
     RepeatLast,
+    /// Play a short tone now if nothing is being said or waits to be said; otherwise drop
+    /// it (find mode's beeps never delay a sentence).
+    Tone(super::Tone),
     /// Say what is queued, then stop.
     Finish,
     /// Stop now.
@@ -40,6 +43,8 @@ pub struct SpeechStats {
     pub muted: u64,
     /// Backend failures (each moves speech to the next speaker of the chain).
     pub backend_failures: u64,
+    /// Find-mode tones played.
+    pub tones: u64,
 }
 
 /// How often the speech loop wakes to poll the backend, at most.
@@ -136,12 +141,25 @@ impl SpeechLoop {
         }
     }
 
+    fn tone(&mut self, tone: &super::Tone) {
+        if !self.queue.is_empty() || self.speaking() {
+            return;
+        }
+        match self.chain[self.active].tone(tone) {
+            Ok(()) => self.stats.tones += 1,
+            Err(e) => log::warn!("tone: {e}"),
+        }
+    }
+
     fn pump(&mut self) {
         if self.speaking() {
             return;
         }
         while let Some((u, queued)) = self.queue.pop_front() {
-            let urgent = matches!(u.kind, Kind::Hazard | Kind::CheckIn | Kind::Status);
+            let urgent = matches!(
+                u.kind,
+                Kind::Hazard | Kind::CheckIn | Kind::Status | Kind::Find
+            );
             if !urgent && queued.elapsed() > self.stale_after {
                 self.stats.dropped_stale += 1;
                 log::debug!("dropped stale: {}", u.text);
@@ -220,6 +238,7 @@ fn run_loop(mut s: SpeechLoop, rx: Receiver<SpeechCommand>) -> SpeechStats {
                     ..again
                 });
             }
+            Ok(SpeechCommand::Tone(tone)) => s.tone(&tone),
             Ok(SpeechCommand::Finish) => finishing = Some(Instant::now()),
             Ok(SpeechCommand::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 if finishing.is_none() {

@@ -73,4 +73,10 @@ impl Speaker for SpeechDispatcherSpeaker {
     fn stop(&mut self) {
         let _ = self.tts.stop();
     }
+    fn tone(&mut self, tone: &super::Tone) -> Result<(), SpeechError> {
+        // Through the player, as the earcon; short enough to wait for.
+        let mut child = play(&self.voice, tone.pcm(22_050).to_wav())?;
+        let _ = child.wait();
+        Ok(())
+    }
 }

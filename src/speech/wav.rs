@@ -118,6 +118,27 @@ impl Speaker for WavSpeaker {
             }
         }
     }
+    fn tone(&mut self, tone: &super::Tone) -> Result<(), SpeechError> {
+        let t = self.start.elapsed().as_secs_f64();
+        let pcm = tone.pcm(22_050);
+        self.count += 1;
+        let name = format!("{:04}.wav", self.count);
+        let path = self.dir.join(&name);
+        std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
+        let duration = pcm.duration();
+        self.write_line(&TranscriptLine {
+            t,
+            text: format!("(tone {:.0} Hz)", tone.hz),
+            priority: crate::types::Kind::Find.as_str().into(),
+            rank: 0,
+            wav: name.clone(),
+            duration: duration.as_secs_f64(),
+            interrupted: None,
+        })?;
+        self.busy_until = Some(Instant::now() + duration);
+        self.current = Some(name);
+        Ok(())
+    }
     fn stop(&mut self) {
         // The speech queue stops the speaker before it says the more urgent sentence: the cut
         // is written here, or the transcript would never show it.

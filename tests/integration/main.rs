@@ -13,3 +13,4 @@ mod precision;
 mod privacy;
 mod service;
 mod speechd;
+mod teach;
