@@ -7,7 +7,7 @@
 //! fail, and NaN never panics a sort (`total_cmp`).
 
 use crate::decide::LabelInfo;
-use crate::prompts::bank::Bank;
+use crate::prompts::bank::{Bank, Source};
 use crate::prompts::calibrate::names;
 use crate::types::Scores;
 
@@ -32,7 +32,8 @@ pub const GATE_TOP_K: usize = 3;
 ///    any bank there is no gate;
 /// 2. **no rival scores higher**: its rivals are the validated labels whose text is within
 ///    [`RIVAL_COSINE`] of its own and that share none of its names (bed and couch; not a
-///    hazard and the object it is about).
+///    hazard and the object it is about). A taught label and the text label of its kind
+///    are rivals too ("my dog" and "dog"): the one that fits the frame better is said.
 ///
 /// Both come from text embeddings, never from a hand list tied to one model.
 #[derive(Debug, Clone)]
@@ -64,14 +65,23 @@ impl Matcher {
             .iter()
             .flat_map(|b| b.entries.iter().map(|e| names(&e.label, &e.aliases)))
             .collect();
+        let taught: Vec<bool> = banks
+            .iter()
+            .flat_map(|b| {
+                b.entries
+                    .iter()
+                    .map(|e| matches!(e.source, Source::Image { .. }))
+            })
+            .collect();
         let rivals = (0..rows.len())
             .map(|j| {
                 (0..rows.len())
                     .filter(|&k| {
+                        let shared = name_sets[j].iter().any(|n| name_sets[k].contains(n));
                         k != j
                             && validated[k]
-                            && dot(rows[j], rows[k]) >= RIVAL_COSINE
-                            && !name_sets[j].iter().any(|n| name_sets[k].contains(n))
+                            && ((dot(rows[j], rows[k]) >= RIVAL_COSINE && !shared)
+                                || (shared && taught[j] != taught[k]))
                     })
                     .collect()
             })
