@@ -16,6 +16,11 @@
 //! With `folds = K`, every bank is recalibrated on K − 1 folds and scored on the held-out
 //! one, so no figure is in-sample. Folds are by sorted file name, photo i in fold i mod K.
 //! Pure computation over embeddings: it cannot fail once the photos are read.
+//!
+//! [`teach`] is the few-shot teaching study (`eval --teach`): taught labels against text
+//! prompts on crops of a YOLO data set.
+
+pub mod teach;
 
 use crate::file_error::FileError;
 use std::collections::{BTreeSet, HashSet};

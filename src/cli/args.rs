@@ -99,9 +99,11 @@ pub struct EvalArgs {
     #[arg(long = "bank", required = true)]
     pub banks: Vec<PathBuf>,
     /// A folder of labelled photos: `labels.tsv` (`file<TAB>label,label,…`, or a header row
-    /// with `file` and `class` columns) and, optionally, `dominant.tsv`.
-    #[arg(long)]
-    pub labels: PathBuf,
+    /// with `file` and `class` columns) and, optionally, `dominant.tsv`. With `--teach`: the
+    /// calibration photos (`file<TAB>label,…`; default prompts/calibration), named like the
+    /// data set's photos so that test photos are left out of calibration.
+    #[arg(long, required_unless_present = "teach")]
+    pub labels: Option<PathBuf>,
     /// Cross-validate: recalibrate the banks on K−1 folds and score the held-out one.
     #[arg(long)]
     pub folds: Option<usize>,
@@ -115,6 +117,22 @@ pub struct EvalArgs {
     /// Also list what was said on each photo.
     #[arg(long)]
     pub per_photo: bool,
+    /// Instead of the report: the few-shot teaching study on a YOLO data set (`images/`,
+    /// `labels/`, `classes.txt`): labels taught from 1, 3, 5 crops against their text prompts.
+    #[arg(long, value_name = "DATASET", conflicts_with_all = ["folds", "person_model", "per_photo"])]
+    pub teach: Option<PathBuf>,
+    /// With `--teach`: also teach and test the class `person` (left out by default).
+    #[arg(long, requires = "teach")]
+    pub teach_person: bool,
+    /// With `--teach`: random splits (a fixed seed: the same figures every run).
+    #[arg(long, default_value_t = 200, requires = "teach")]
+    pub teach_splits: usize,
+    /// With `--teach`: labels taught per split.
+    #[arg(long, default_value_t = 8, requires = "teach")]
+    pub teach_labels: usize,
+    /// With `--teach`: the numbers of shots to teach from.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 5], requires = "teach")]
+    pub teach_shots: Vec<usize>,
     /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,

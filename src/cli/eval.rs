@@ -1,26 +1,41 @@
 //! `clipsight eval`: embeds a folder of labelled photos once, then reports what the device
-//! would say on them against their labels ([`crate::eval`]), as text or JSON.
+//! would say on them against their labels ([`crate::eval`]), as text or JSON. With `--teach
+//! DATASET`, the few-shot teaching study instead ([`crate::eval::teach`]): the data set's
+//! crops and the calibration photos are embedded once, then the splits are pure computation.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::EvalArgs;
 use crate::cli::{encoder_options, load_model, progress_bar};
 use crate::decide::DecisionConfig;
+use crate::eval::teach::{
+    embed_crops, read_dataset, study, text_rows, StudyConfig, StudyReport, Summary,
+};
 use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report};
 use crate::matching::Matcher;
-use crate::prompts::calibrate::PrecisionRule;
+use crate::prompts::build::embed_photos;
+use crate::prompts::calibrate::{read_references, PrecisionRule};
 use crate::types::Scores;
 use crate::vision::pose::{context_margin, furniture_veto};
 
 /// Runs the evaluation and prints it.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    if let Some(dataset) = &args.teach {
+        return run_teach(&args, dataset);
+    }
     let options = encoder_options(&args.encoder);
     let (_, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
     let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), options.threads)?;
-    let photos = read_photos(&args.labels)?;
+    let labels_dir = args
+        .labels
+        .as_deref()
+        .context("--labels: the folder of labelled photos")?;
+    let photos = read_photos(labels_dir)?;
     let bar = progress_bar(photos.len(), "photos");
     let mut embeddings = Vec::with_capacity(photos.len());
     let mut verdicts = Vec::new();
@@ -154,6 +169,113 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
                 }
             );
         }
+    }
+    out
+}
+
+/// The calibration folder of `eval --teach` when `--labels` is not given.
+const TEACH_CALIBRATION: &str = "prompts/calibration";
+
+/// `eval --teach DATASET`: the few-shot teaching study.
+fn run_teach(args: &EvalArgs, dataset: &Path) -> Result<ExitCode> {
+    let options = encoder_options(&args.encoder);
+    let (_, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
+    let data = read_dataset(dataset)?;
+    let calibration = args
+        .labels
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(TEACH_CALIBRATION));
+    let refs = read_references(&calibration)?;
+    let paths: Vec<&Path> = refs.iter().map(|r| r.path.as_path()).collect();
+    let bar = progress_bar(paths.len(), "calibration");
+    let ref_images = embed_photos(&mut embedder, &paths, &mut |d, _| {
+        bar.set_position(d as u64)
+    })?;
+    bar.finish_and_clear();
+    let skip: BTreeSet<usize> = data
+        .classes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !args.teach_person && c.eq_ignore_ascii_case("person"))
+        .map(|(i, _)| i)
+        .collect();
+    let bar = progress_bar(data.photos.len(), "crops");
+    let crops = embed_crops(&mut embedder, &data, &skip, &mut |d, _| {
+        bar.set_position(d as u64)
+    })?;
+    bar.finish_and_clear();
+    let text = text_rows(&data.classes, &banks);
+    let ids: Vec<String> = data.photos.iter().map(|p| p.id.clone()).collect();
+    let config = StudyConfig {
+        splits: args.teach_splits,
+        labels: args.teach_labels,
+        shots: args.teach_shots.clone(),
+        ..StudyConfig::default()
+    };
+    let report = study(
+        &data.classes,
+        &ids,
+        &crops,
+        &text,
+        &refs,
+        &ref_images,
+        &config,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_value(&report)?);
+    } else {
+        print!("{}", teach_text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(s: &Summary) -> String {
+    format!("{:.3} ± {:.3}  {:.3}", s.mean, s.std, s.p5)
+}
+
+/// The teaching study as text for a terminal.
+pub fn teach_text(r: &StudyReport) -> String {
+    let mut out = format!(
+        "teaching study: {} photos, {} crops; {} eligible classes ({}); {} splits of {} labels (seed {}, {} redraws)\n",
+        r.photos,
+        r.crops,
+        r.eligible.len(),
+        r.eligible.join(", "),
+        r.splits,
+        r.labels,
+        r.seed,
+        r.redraws
+    );
+    out += &format!(
+        "per split: {:.1} test crops of taught labels, {:.1} distractor crops, {:.1} calibration photos\n\n",
+        r.mean_test_crops, r.mean_distractors, r.mean_calibration_photos
+    );
+    out += &format!(
+        "{:<10} {:>5}  {:<24} {:<22} {}\n",
+        "method", "shots", "top-1 mean ± std  p5", "precision (said)", "recall"
+    );
+    for m in &r.results {
+        let name = match m.k {
+            Some(k) => format!("{} K={k}", m.method),
+            None => m.method.clone(),
+        };
+        let shots = m
+            .mean_shots
+            .map(|s| format!("{s:.2}"))
+            .unwrap_or("-".into());
+        out += &format!(
+            "{name:<10} {shots:>5}  {:<24} {:<22} {}\n",
+            summary(&m.top1),
+            rate(&m.precision),
+            rate(&m.recall)
+        );
+    }
+    out += "\ntaught − text, top-1, paired by split: mean [5 %, 95 %]\n";
+    for d in &r.differences {
+        out += &format!(
+            "  K={:<3} {:+.3} [{:+.3}, {:+.3}]\n",
+            d.k, d.top1.mean, d.top1.p5, d.top1.p95
+        );
     }
     out
 }
