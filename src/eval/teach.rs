@@ -60,19 +60,10 @@ const SPLIT_TRIES: usize = 20;
 /// Why the study cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum TeachStudyError {
-    /// A file of the data set cannot be read.
+    /// A file of the data set cannot be read, or a line of a label or classes file is
+    /// malformed (the message names the line).
     #[error(transparent)]
     Io(#[from] FileError),
-    /// A line of a label or classes file is malformed.
-    #[error("{path}: line {line}: {message}")]
-    Line {
-        /// The file.
-        path: PathBuf,
-        /// The line number (from 1).
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
     /// The data set has no classes or no images.
     #[error("{path}: {message}")]
     Dataset {
@@ -128,10 +119,12 @@ pub fn parse_yolo(
 ) -> Result<Vec<YoloBox>, TeachStudyError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let bad = |message: String| TeachStudyError::Line {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
+        // A malformed line is an invalid file, named with the line.
+        let bad = |message: String| {
+            TeachStudyError::Io(FileError::invalid(
+                path,
+                format!("line {}: {message}", i + 1),
+            ))
         };
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -249,11 +242,10 @@ pub fn parse_classes(path: &Path, text: &str) -> Result<Vec<String>, TeachStudyE
         .iter()
         .enumerate()
         .map(|(i, l)| match l.is_empty() {
-            true => Err(TeachStudyError::Line {
-                path: path.to_path_buf(),
-                line: i + 1,
-                message: "empty class name".into(),
-            }),
+            true => Err(TeachStudyError::Io(FileError::invalid(
+                path,
+                format!("line {}: empty class name", i + 1),
+            ))),
             false => Ok(l.to_string()),
         })
         .collect()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::espeak::{espeak_synth, with_earcon};
 use super::{Speaker, SpeechError, VoiceConfig};
-use crate::types::Utterance;
+use crate::types::{Kind, Utterance};
 
 /// One line of `transcript.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +68,35 @@ impl WavSpeaker {
         })
     }
 
+    /// Writes `pcm` as the next numbered WAV with its transcript line, and plays it for its
+    /// duration.
+    fn record(
+        &mut self,
+        t: f64,
+        pcm: &super::Pcm,
+        text: String,
+        kind: Kind,
+        rank: u8,
+    ) -> Result<(), SpeechError> {
+        self.count += 1;
+        let name = format!("{:04}.wav", self.count);
+        let path = self.dir.join(&name);
+        std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
+        let duration = pcm.duration();
+        self.write_line(&TranscriptLine {
+            t,
+            text,
+            priority: kind.as_str().into(),
+            rank,
+            wav: name.clone(),
+            duration: duration.as_secs_f64(),
+            interrupted: None,
+        })?;
+        self.busy_until = Some(Instant::now() + duration);
+        self.current = Some(name);
+        Ok(())
+    }
+
     fn write_line(&mut self, line: &TranscriptLine) -> Result<(), SpeechError> {
         let path = self.dir.join("transcript.jsonl");
         let mut text = serde_json::to_string(line).map_err(|e| SpeechError::Backend {
@@ -90,23 +119,7 @@ impl Speaker for WavSpeaker {
         let t = self.start.elapsed().as_secs_f64();
         self.cut_short(t)?;
         let pcm = with_earcon(&self.voice, u, espeak_synth(&self.voice, &u.text)?);
-        self.count += 1;
-        let name = format!("{:04}.wav", self.count);
-        let path = self.dir.join(&name);
-        std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
-        let duration = pcm.duration();
-        self.write_line(&TranscriptLine {
-            t,
-            text: u.text.clone(),
-            priority: u.kind.as_str().into(),
-            rank: u.priority,
-            wav: name.clone(),
-            duration: duration.as_secs_f64(),
-            interrupted: None,
-        })?;
-        self.busy_until = Some(Instant::now() + duration);
-        self.current = Some(name);
-        Ok(())
+        self.record(t, &pcm, u.text.clone(), u.kind, u.priority)
     }
     fn is_speaking(&mut self) -> bool {
         match self.busy_until {
@@ -120,24 +133,8 @@ impl Speaker for WavSpeaker {
     }
     fn tone(&mut self, tone: &super::Tone) -> Result<(), SpeechError> {
         let t = self.start.elapsed().as_secs_f64();
-        let pcm = tone.pcm(22_050);
-        self.count += 1;
-        let name = format!("{:04}.wav", self.count);
-        let path = self.dir.join(&name);
-        std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
-        let duration = pcm.duration();
-        self.write_line(&TranscriptLine {
-            t,
-            text: format!("(tone {:.0} Hz)", tone.hz),
-            priority: crate::types::Kind::Find.as_str().into(),
-            rank: 0,
-            wav: name.clone(),
-            duration: duration.as_secs_f64(),
-            interrupted: None,
-        })?;
-        self.busy_until = Some(Instant::now() + duration);
-        self.current = Some(name);
-        Ok(())
+        let text = format!("(tone {:.0} Hz)", tone.hz);
+        self.record(t, &tone.pcm(22_050), text, Kind::Find, 0)
     }
     fn stop(&mut self) {
         // The speech queue stops the speaker before it says the more urgent sentence: the cut
