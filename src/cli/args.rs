@@ -303,6 +303,22 @@ pub struct BenchArgs {
     /// Pipeline replay rate (default: 1.25 × the encoder-only rate); 0 skips the replay.
     #[arg(long)]
     pub replay_fps: Option<f64>,
+    /// Also measure hazard first frame → first audio sample of its warning (wav speaker):
+    /// a photo the banks warn of (e.g. tests/fixtures/photos/bus.jpg with the hazards bank).
+    #[arg(long, requires = "banks")]
+    pub hazard_photo: Option<PathBuf>,
+    /// The calm scene between the hazard's appearances.
+    #[arg(long, default_value = "prompts/calibration/000000000510.jpg")]
+    pub calm_photo: PathBuf,
+    /// How many times the hazard appears.
+    #[arg(long, default_value_t = 8)]
+    pub appearances: usize,
+    /// The run config whose settings (decision, gate, darkness) the latency replay uses.
+    #[arg(long, default_value = "deploy/wearable.toml")]
+    pub profile: PathBuf,
+    /// The latency replay's rate, frames per second.
+    #[arg(long, default_value_t = 4.0)]
+    pub latency_fps: f64,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,

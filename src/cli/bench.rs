@@ -207,6 +207,8 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
     /// Whether the peak was reset after the reference encoder was dropped.
     pub peak_rss_excludes_reference: bool,
+    /// Hazard first frame → first audio sample of its warning (`--hazard-photo`).
+    pub hazard_to_audio_ms: Option<crate::cli::latency::HazardLatency>,
     /// The fp32 reference encoder, if one was given.
     pub reference: Option<PathBuf>,
     /// Mean embedding cosine to the reference over the photos.
@@ -282,6 +284,13 @@ impl BenchReport {
                 "top-1      {:.1}% agreement with the reference ({} photo×bank pairs)",
                 100.0 * a,
                 self.top1_compared
+            ));
+        }
+        if let Some(h) = &self.hazard_to_audio_ms {
+            lines.push(format!(
+                "hazard     first frame → first audio sample: p50 {:.0} ms, p95 {:.0} ms, max \
+                 {:.0} ms ({} of {} appearances warned at {} fps: {:?})",
+                h.p50_ms, h.p95_ms, h.max_ms, h.warned, h.appearances, h.fps, h.sentence
             ));
         }
         lines.join("\n")
@@ -598,6 +607,7 @@ pub fn run(
         pipeline,
         peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
         peak_rss_excludes_reference: peak_reset && spec.reference.is_some(),
+        hazard_to_audio_ms: None,
         reference: spec.reference.clone(),
         cosine_vs_reference: cos_mean,
         cosine_vs_reference_min: cos_min,
@@ -726,12 +736,36 @@ pub fn run_command(args: crate::cli::args::BenchArgs) -> anyhow::Result<std::pro
         person_model: args.person_model,
     };
     let bar = crate::cli::progress_bar(0, "loading");
-    let report = run(&spec, &mut |phase, done, total| {
+    let mut report = run(&spec, &mut |phase, done, total| {
         bar.set_message(phase.as_str());
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
+    if let Some(hazard) = args.hazard_photo {
+        let model = match &spec.encoder {
+            EncoderSource::Bundle(dir) | EncoderSource::File { bundle: dir, .. } => dir,
+        };
+        let (_, banks, embedder) = crate::cli::load_model(model, &spec.banks, &spec.options)?;
+        let profile = crate::cli::config::RunConfig::load(&args.profile)?.pipeline();
+        eprintln!(
+            "hazard latency: {} appearances at {} fps (about {:.0} s)",
+            args.appearances,
+            args.latency_fps,
+            args.appearances as f64
+                * (profile.decision.hazard_cooldown_s + profile.decision.leave_s + 6.0)
+        );
+        let spec = crate::cli::latency::LatencySpec {
+            hazard,
+            calm: args.calm_photo,
+            appearances: args.appearances,
+            fps: args.latency_fps,
+            profile,
+        };
+        report.hazard_to_audio_ms = Some(crate::cli::latency::hazard_to_audio(
+            embedder, banks, &spec,
+        )?);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

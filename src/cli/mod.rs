@@ -8,6 +8,7 @@ pub mod classify;
 pub mod config;
 pub mod embed;
 pub mod eval;
+pub mod latency;
 pub mod run;
 pub mod teach;
 

@@ -27,6 +27,10 @@ pub struct TranscriptLine {
     pub wav: String,
     /// Seconds of audio.
     pub duration: f64,
+    /// When its first sample plays, in seconds since the run started: `t` plus the
+    /// synthesis time (absent on an interrupt line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_t: Option<f64>,
     /// Set on a later line when this one was cut short by a more urgent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
@@ -83,8 +87,11 @@ impl WavSpeaker {
         let path = self.dir.join(&name);
         std::fs::write(&path, pcm.to_wav()).map_err(|source| SpeechError::Io { path, source })?;
         let duration = pcm.duration();
+        // It would start playing now, the sound synthesized and written.
+        let audio_t = self.start.elapsed().as_secs_f64();
         self.write_line(&TranscriptLine {
             t,
+            audio_t: Some(audio_t),
             text,
             priority: kind.as_str().into(),
             rank,
@@ -156,6 +163,7 @@ impl WavSpeaker {
                     t,
                     text: String::new(),
                     priority: "interrupt".into(),
+                    audio_t: None,
                     rank: 0,
                     wav: String::new(),
                     duration: 0.0,
