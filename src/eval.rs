@@ -21,6 +21,7 @@
 //! prompts on crops of a YOLO data set.
 
 pub mod teach;
+pub mod yolo;
 
 use crate::file_error::FileError;
 use std::collections::{BTreeSet, HashSet};

@@ -13,9 +13,8 @@ use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::EvalArgs;
 use crate::cli::{encoder_options, load_model, progress_bar};
 use crate::decide::DecisionConfig;
-use crate::eval::teach::{
-    embed_crops, read_dataset, study, text_rows, StudyConfig, StudyReport, Summary,
-};
+use crate::eval::teach::{study, text_rows, StudyConfig, StudyReport, Summary};
+use crate::eval::yolo::{embed_crops, read_dataset};
 use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report};
 use crate::matching::Matcher;
 use crate::prompts::build::embed_photos;

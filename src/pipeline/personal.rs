@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crossbeam_channel::Sender;
+
+use super::{Pipeline, RunState, POLL};
+use crate::decide::DecisionEngine;
+use crate::matching::Matcher;
 use crate::model::ModelIdentity;
 use crate::prompts::bank::{Bank, BankError};
 use crate::prompts::build::embed_photos;
@@ -24,8 +29,8 @@ use crate::prompts::teach::{
     bare_name, found_sentence, learn, pick_frames, prototype, stopped_sentence, taught_entry,
     taught_labels, Lesson,
 };
-use crate::speech::Tone;
-use crate::types::{Category, Kind, Utterance};
+use crate::speech::{SpeechCommand, Tone};
+use crate::types::{Category, Kind, Personal as Request, Scores, Utterance};
 use crate::vision::ImageEmbedder;
 
 /// `[personal]`: teaching and find mode.
@@ -387,6 +392,187 @@ pub fn default_bank_path(
     match first(home) {
         Some(h) => h.join(".local/share/clipsight").join(FILE),
         None => PathBuf::from("/var/lib/clipsight").join(FILE),
+    }
+}
+
+/// The pipeline's side of teaching and finding: the commands, and the turn of the loop that
+/// ends a teach and plays find mode's tones.
+impl Pipeline {
+    /// `teach`, `forget`, `list` and `find`.
+    pub(super) fn personal_request(
+        &mut self,
+        st: &mut RunState,
+        request: &Request,
+        say: &dyn Fn(Utterance),
+    ) {
+        let t = st.last_t;
+        let Some(personal) = self.personal.as_ref() else {
+            say(find_utterance("Teaching and finding are off.", t));
+            return;
+        };
+        match request {
+            Request::Teach(label) => match lesson(label) {
+                Ok(lesson) => {
+                    let until = Instant::now()
+                        + Duration::from_secs_f64(personal.config().teach_s.max(0.5));
+                    st.finding = None;
+                    st.teaching = Some(Teaching {
+                        lesson,
+                        until,
+                        frames: Vec::new(),
+                    });
+                    say(find_utterance("Hold it in front of the camera.", t));
+                }
+                Err(e) => {
+                    log::warn!("teach: {e}");
+                    say(find_utterance("I can't use that name.", t));
+                }
+            },
+            Request::Forget(label) => {
+                let bank = self.personal_bank_now();
+                let result = match (bank, self.personal.as_mut()) {
+                    (Some(bank), Some(p)) => p.forget(label, bank),
+                    _ => None,
+                };
+                match result {
+                    Some(rest) => {
+                        self.set_personal_bank(st, rest);
+                        say(find_utterance(format!("Forgot {label}."), t));
+                    }
+                    None => say(find_utterance(format!("I wasn't taught {label}."), t)),
+                }
+            }
+            Request::List => {
+                let labels = self
+                    .personal_bank_now()
+                    .map(|b| crate::prompts::teach::taught_labels(&b))
+                    .unwrap_or_default();
+                let text = match labels.is_empty() {
+                    true => "You haven't taught me anything yet.".to_string(),
+                    false => format!("You taught me: {}.", labels.join(", ")),
+                };
+                say(find_utterance(text, t));
+            }
+            Request::Find(label) => {
+                let index = self
+                    .engine
+                    .labels()
+                    .iter()
+                    .position(|l| l.label.eq_ignore_ascii_case(label.trim()));
+                match index {
+                    Some(i) => {
+                        let name = self.engine.labels()[i].label.clone();
+                        st.teaching = None;
+                        st.finding = Some(Finding::new(&name, i, personal.config().find_timeout_s));
+                        say(find_utterance(
+                            format!("Looking for {}.", crate::prompts::teach::bare_name(&name)),
+                            t,
+                        ));
+                    }
+                    None => say(find_utterance(format!("I don't know {label}."), t)),
+                }
+            }
+        }
+    }
+
+    /// Every turn of the loop: ends a teach whose time is up, and plays find mode's tones.
+    pub(super) fn personal_turn(
+        &mut self,
+        st: &mut RunState,
+        speech: &Sender<SpeechCommand>,
+        say: &dyn Fn(Utterance),
+    ) {
+        let t = st.last_t;
+        if st
+            .teaching
+            .as_ref()
+            .is_some_and(|x| Instant::now() >= x.until)
+        {
+            if let Some(teaching) = st.teaching.take() {
+                self.finish_teaching(st, teaching, say);
+            }
+        }
+        let Some(finding) = st.finding.as_mut() else {
+            return;
+        };
+        let i = finding.index;
+        let threshold = self.engine.labels()[i].z_threshold;
+        // Before the first judged frame there is no score yet: the slowest tone.
+        let (present, z) = match st.have_scores {
+            true => (self.engine.present(i), self.engine.smoothed(i)),
+            false => (false, f32::NEG_INFINITY),
+        };
+        match finding.step(present, z, threshold, t) {
+            FindStep::Wait => {}
+            FindStep::Tone(tone) => {
+                let _ = speech.send_timeout(SpeechCommand::Tone(tone), POLL);
+            }
+            FindStep::Found(u) | FindStep::GaveUp(u) => {
+                st.finding = None;
+                say(u);
+            }
+        }
+    }
+
+    fn finish_teaching(&mut self, st: &mut RunState, teaching: Teaching, say: &dyn Fn(Utterance)) {
+        let bank = self.personal_bank_now();
+        let Some(personal) = self.personal.as_mut() else {
+            return;
+        };
+        let label = teaching.lesson.label.clone();
+        match personal.teach(&teaching.lesson, &teaching.frames, bank, &mut self.embedder) {
+            Ok(bank) => {
+                log::info!(
+                    "taught {label:?} from {} frames seen",
+                    teaching.frames.len()
+                );
+                self.set_personal_bank(st, Some(bank));
+                say(find_utterance(format!("Learned: {label}."), st.last_t));
+            }
+            Err(e) => {
+                log::error!("teach {label:?}: {e:?}");
+                if let TeachFailure::TooFewFrames(n) = e {
+                    log::warn!("{n} usable frames of {} seen", teaching.frames.len());
+                }
+                say(find_utterance(e.sentence(), st.last_t));
+            }
+        }
+    }
+
+    /// The personal bank as loaded now, if any.
+    fn personal_bank_now(&self) -> Option<Bank> {
+        match self.personal_bank {
+            true => self.matcher.banks().last().cloned(),
+            false => None,
+        }
+    }
+
+    /// Swaps the personal bank (or removes it): the matcher and the decision engine start
+    /// afresh over the new labels, keeping the verbosity; the next frame is judged anew.
+    fn set_personal_bank(&mut self, st: &mut RunState, bank: Option<Bank>) {
+        let mut banks = self.matcher.banks().to_vec();
+        if self.personal_bank {
+            banks.pop();
+        }
+        self.personal_bank = bank.is_some();
+        banks.extend(bank);
+        let verbosity = self.engine.verbosity();
+        self.matcher = Matcher::new(banks);
+        self.engine = DecisionEngine::new(self.config.decision, self.matcher.labels());
+        self.engine.set_verbosity(verbosity);
+        if self.people.is_some() {
+            self.engine.leave_people_to_pose();
+        }
+        let n = self.engine.labels().len();
+        st.present = vec![false; n];
+        st.smoothed = vec![0.0; n];
+        st.scores = Scores {
+            cosine: vec![0.0; n],
+            z: vec![0.0; n],
+            allowed: vec![false; n],
+        };
+        st.have_scores = false;
+        st.finding = None;
     }
 }
 

@@ -184,7 +184,7 @@ struct EntryMeta {
     /// Absent in the first format.
     #[serde(default)]
     calibration: Option<Evidence>,
-    /// `text` or `image`; absent before taught labels existed (text).
+    /// `text` or `image`; banks written before taught labels existed have none (text).
     #[serde(default)]
     source: SourceKind,
     /// Image rows: the photos or frames averaged.

@@ -229,20 +229,40 @@ fn teach_list_find_and_forget_through_the_control_socket() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let views = dog_views(p);
-    // The scene at 4 fps: the dog held up and turned (3 s), a park bench (12 s), the dog
-    // in view again (6 s).
+    // The scene at 4 fps: the dog held up and turned (3 s); a park bench (16 s); the dog
+    // coming into view from the right edge, a third of it (2 s), half (4 s), then most of it
+    // (6 s), as when the user turns towards it.
     let frames = p.join("frames");
     std::fs::create_dir(&frames).unwrap();
-    let bench = root().join("prompts/calibration/000000000510.jpg");
-    let dog = fixtures().join("photos/dog.jpg");
-    let scene: Vec<&Path> = (0..12)
-        .map(|i| views[i % 3].as_path())
-        .chain(std::iter::repeat_n(bench.as_path(), 48))
-        .chain(std::iter::repeat_n(dog.as_path(), 24))
-        .collect();
-    for (i, f) in scene.iter().enumerate() {
-        std::fs::copy(f, frames.join(format!("{i:03}.jpg"))).unwrap();
+    let bench = image::open(root().join("prompts/calibration/000000000510.jpg"))
+        .unwrap()
+        .resize_exact(640, 480, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let dog = image::open(fixtures().join("photos/dog.jpg")).unwrap();
+    let dog = dog
+        .resize(10_000, 480, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let entering = |share: f32| {
+        let visible = (dog.width() as f32 * share) as u32;
+        let part = image::imageops::crop_imm(&dog, 0, 0, visible, dog.height()).to_image();
+        let mut scene = bench.clone();
+        image::imageops::replace(&mut scene, &part, i64::from(640 - visible.min(640)), 0);
+        scene
+    };
+    let mut n = 0;
+    let mut frame = |img: &image::RgbImage, count: usize| {
+        for _ in 0..count {
+            img.save(frames.join(format!("{n:03}.jpg"))).unwrap();
+            n += 1;
+        }
+    };
+    for i in 0..12 {
+        frame(&image::open(&views[i % 3]).unwrap().to_rgb8(), 1);
     }
+    frame(&bench, 64);
+    frame(&entering(0.35), 8);
+    frame(&entering(0.5), 16);
+    frame(&entering(0.65), 24);
     // A small calibration set without dogs keeps the first teach quick.
     let calibration = p.join("calibration");
     std::fs::create_dir(&calibration).unwrap();
@@ -333,7 +353,7 @@ fn teach_list_find_and_forget_through_the_control_socket() {
     let at = |text: &str| said.iter().position(|s| *s == text).unwrap();
     assert!(at("Hold it in front of the camera.") < at("Learned: my dog."));
     // The tones between "Looking for dog." and "Dog found.": recorded, faster and higher
-    // once the dog is in view than over the bench.
+    // as the dog comes into view than over the bench.
     let tones: Vec<(f64, f64)> = lines[at("Looking for dog.")..at("Dog found.")]
         .iter()
         .filter(|l| l["priority"] == "find" && l["text"].as_str().unwrap().starts_with("(tone"))
