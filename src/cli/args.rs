@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::decide::Verbosity;
 use crate::speech::SpeakerKind;
-use crate::vision::encoder::{Backend, Device};
+use crate::vision::encoder::{Backend, Device, ExecutionProvider, ProviderPolicy};
 
 /// Parses a library enum from its config-file name (`"cuda"`, `"wav"`, …).
 pub fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
@@ -150,6 +150,14 @@ pub struct EncoderArgs {
     /// Threads for the encoder's matrix products.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// With `--backend ort`: an onnxruntime execution provider, in order of preference
+    /// (repeatable): tensorrt, cuda, openvino[:DEVICE], qnn, xnnpack, acl, cpu (default cpu).
+    #[arg(long = "ep", value_name = "NAME", value_parser = parse_name::<ExecutionProvider>)]
+    pub ep: Vec<ExecutionProvider>,
+    /// With `--backend ort`: `prefer` (default: skip a provider the library lacks, with a
+    /// warning) or `require` (stop with an error naming it).
+    #[arg(long, value_parser = parse_name::<ProviderPolicy>)]
+    pub ep_policy: Option<ProviderPolicy>,
 }
 
 /// `clipsight run`: flags that override the config file.

@@ -168,6 +168,8 @@ pub struct BenchReport {
     pub model: PathBuf,
     /// The runtime ("tract", "ort").
     pub backend: &'static str,
+    /// The onnxruntime execution provider that ran the graph ("CPU", "CUDA"); none for tract.
+    pub execution_provider: Option<&'static str>,
     /// Threads for the matrix products.
     pub threads: usize,
     /// Photos in the folder.
@@ -227,9 +229,12 @@ impl BenchReport {
         let p = |p: &Percentiles| format!("p50 {:8.2} ms   p95 {:8.2} ms", p.p50_ms, p.p95_ms);
         let mut lines = vec![
             format!(
-                "model      {} ({}, {} thread{}, dim {})",
+                "model      {} ({}{}, {} thread{}, dim {})",
                 self.model.display(),
                 self.backend,
+                self.execution_provider
+                    .map(|p| format!(" on {p}"))
+                    .unwrap_or_default(),
                 self.threads,
                 if self.threads == 1 { "" } else { "s" },
                 self.dim
@@ -448,6 +453,7 @@ pub fn run(
     let start = Instant::now();
     let encoder = load_image_encoder(&resolved.graph, &spec.options)?;
     let load_ms = ms(start.elapsed());
+    let execution_provider = encoder.execution_provider();
     let dim = encoder.dim();
     for b in &loaded_banks {
         if b.dim() != dim {
@@ -586,6 +592,7 @@ pub fn run(
     Ok(BenchReport {
         model: resolved.graph.path.clone(),
         backend: spec.options.backend.as_str(),
+        execution_provider,
         threads: spec.options.threads.max(1),
         photos: photos.len(),
         bad_photos: bad,

@@ -19,7 +19,7 @@ use crate::home::HomeConfig;
 use crate::pipeline::personal::PersonalConfig;
 use crate::pipeline::PipelineConfig;
 use crate::speech::{SpeakerKind, VoiceConfig};
-use crate::vision::encoder::{Backend, Device, EncoderOptions};
+use crate::vision::encoder::{Backend, Device, EncoderOptions, OrtOptions};
 use crate::vision::gate::{DarkConfig, GateConfig};
 
 /// Why the run configuration could not be loaded or completed.
@@ -171,6 +171,12 @@ pub struct RunConfig {
     pub personal_bank: Option<PathBuf>,
     /// `[personal]`: teaching and find mode.
     pub personal: PersonalConfig,
+    /// `[ort]`: onnxruntime's execution providers, with `backend = "ort"` (ignored with
+    /// tract). `providers = ["cuda", "cpu"]`: tried in order among tensorrt, cuda,
+    /// openvino (or `openvino:NPU`, `openvino:GPU`), qnn, xnnpack, acl and cpu (default
+    /// `["cpu"]`; cpu, if listed, comes last). `provider_policy = "prefer"` (default) skips one
+    /// the library lacks with a warning; `"require"` stops. `--ep` and `--ep-policy` override.
+    pub ort: Option<OrtOptions>,
 }
 
 impl RunConfig {
@@ -267,6 +273,13 @@ impl RunConfig {
                 self.voice.rate_wpm
             ));
         }
+        if let Some(ort) = &self.ort {
+            if ort.providers.is_empty() {
+                return Err("ort.providers: expected at least one provider".into());
+            }
+            ort.accelerators()
+                .map_err(|e| format!("ort.providers: {e}"))?;
+        }
         Ok(())
     }
 
@@ -337,11 +350,14 @@ impl RunConfig {
         }
         self.stats_json |= args.stats_json;
         let e = args.encoder;
+        let backend = e.backend.unwrap_or(self.backend);
+        let file_ort = self.ort.take().filter(|_| backend == Backend::Ort);
         let encoder = EncoderOptions {
-            backend: e.backend.unwrap_or(self.backend),
+            backend,
             device: e.device.unwrap_or(self.device),
             threads: e.threads.or(self.threads).unwrap_or(1).max(1),
             ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+            ort: crate::cli::ort_options(&e, file_ort),
         };
         let missing = |what, flag, key| ConfigError::Missing { what, flag, key };
         let model = self
@@ -481,12 +497,92 @@ mod tests {
     }
 
     #[test]
+    fn the_ort_section_gives_the_providers() {
+        use crate::vision::encoder::{ExecutionProvider, ProviderPolicy};
+        let c = RunConfig::parse(
+            "backend = \"ort\"\n[ort]\nproviders = [\"openvino:NPU\", \"cuda\", \"cpu\"]\n\
+             provider_policy = \"require\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let ort = c.ort.unwrap();
+        assert_eq!(ort.provider_policy, ProviderPolicy::Require);
+        assert_eq!(
+            ort.providers,
+            [
+                ExecutionProvider::OpenVino {
+                    device: Some("NPU".into())
+                },
+                ExecutionProvider::Cuda,
+                ExecutionProvider::Cpu
+            ]
+        );
+        let c = RunConfig::parse("[ort]\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.ort, Some(OrtOptions::default()));
+    }
+
+    #[test]
+    fn the_ort_section_applies_to_the_ort_backend_under_the_flags() {
+        use crate::cli::args::{Cli, Command};
+        use crate::vision::encoder::{ExecutionProvider, ProviderPolicy};
+        use clap::Parser;
+        let args = |flags: &[&str]| {
+            let base = [
+                "clipsight",
+                "run",
+                "--model",
+                "m",
+                "--bank",
+                "b",
+                "--source",
+                "f",
+            ];
+            match Cli::try_parse_from(base.iter().chain(flags))
+                .unwrap()
+                .command
+            {
+                Command::Run(a) => a,
+                _ => unreachable!("parsed `run`"),
+            }
+        };
+        let file = RunConfig::parse(
+            "backend = \"ort\"\n[ort]\nproviders = [\"cuda\", \"cpu\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let ort = |flags: &[&str]| file.clone().apply(args(flags)).unwrap().encoder.ort;
+        let from_file = ort(&[]).unwrap();
+        assert_eq!(
+            from_file.providers,
+            [ExecutionProvider::Cuda, ExecutionProvider::Cpu]
+        );
+        assert_eq!(from_file.provider_policy, ProviderPolicy::Prefer);
+        let flagged = ort(&["--ep", "qnn", "--ep-policy", "require"]).unwrap();
+        assert_eq!(flagged.providers, [ExecutionProvider::Qnn]);
+        assert_eq!(flagged.provider_policy, ProviderPolicy::Require);
+        let policy_only = ort(&["--ep-policy", "require"]).unwrap();
+        assert_eq!(policy_only.providers, from_file.providers);
+        // With tract the section is left out; a flag is kept, for the loader to refuse.
+        assert_eq!(ort(&["--backend", "tract"]), None);
+        assert!(ort(&["--backend", "tract", "--ep", "cuda"]).is_some());
+        assert_eq!(
+            RunConfig::default().apply(args(&[])).unwrap().encoder.ort,
+            None
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for (text, key) in [
             ("fps = 0\n", "fps"),
             ("[decision]\ncooldown_s = -1\n", "decision.cooldown_s"),
             ("[voice]\nvolume = 300\n", "volume"),
             ("speaker = \"morse\"\n", "morse"),
+            ("[ort]\nproviders = [\"npu\"]\n", "npu"),
+            ("[ort]\nproviders = []\n", "ort.providers"),
+            ("[ort]\nproviders = [\"cpu\", \"cuda\"]\n", "put cpu last"),
+            ("[ort]\nprovider_policy = \"maybe\"\n", "maybe"),
+            ("[ort]\nprovider = [\"cuda\"]\n", "provider"),
         ] {
             let msg = RunConfig::parse(text, Path::new("c.toml"))
                 .unwrap_err()

@@ -22,7 +22,7 @@ pub use args::{Cli, Command};
 
 use crate::model::Bundle;
 use crate::prompts::bank::Bank;
-use crate::vision::encoder::EncoderOptions;
+use crate::vision::encoder::{EncoderOptions, OrtOptions};
 use crate::vision::ImageEmbedder;
 
 /// Runs one subcommand.
@@ -56,7 +56,24 @@ pub fn encoder_options(e: &args::EncoderArgs) -> EncoderOptions {
         device: e.device.unwrap_or(base.device),
         threads: e.threads.unwrap_or(base.threads).max(1),
         ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        ort: ort_options(e, None),
     }
+}
+
+/// `--ep` and `--ep-policy` over a config's `[ort]` section; `None` when neither gives any.
+pub fn ort_options(e: &args::EncoderArgs, file: Option<OrtOptions>) -> Option<OrtOptions> {
+    if e.ep.is_empty() && e.ep_policy.is_none() {
+        return file;
+    }
+    let base = file.unwrap_or_default();
+    Some(OrtOptions {
+        providers: if e.ep.is_empty() {
+            base.providers
+        } else {
+            e.ep.clone()
+        },
+        provider_policy: e.ep_policy.unwrap_or(base.provider_policy),
+    })
 }
 
 /// What every image command loads: the bundle, its banks (each checked against the model),

@@ -9,6 +9,16 @@
 //! the output is normalized into the caller's buffer, so encoding a frame allocates nothing in
 //! this crate (onnxruntime manages its own arena). Failures are [`EncodeError`]s: a library
 //! that cannot be opened or is too old is a `Load` error naming the library.
+//!
+//! The session runs on the execution providers of [`OrtOptions`], tried in order: a provider
+//! is used when the library has it ([`ort::ep::ExecutionProvider::is_available`]) and it
+//! registers; the CPU provider is always the last resort and runs any node the others cannot.
+//! Each provider registers once: of `openvino:NPU, openvino:GPU` the first that starts is
+//! used. Under [`ProviderPolicy::Prefer`] a missing or failing provider is skipped with a warning
+//! naming it and the library (and a session that cannot start on the providers is started
+//! again on the CPU alone); under [`ProviderPolicy::Require`] it is
+//! [`EncodeError::ProviderMissing`] or [`EncodeError::ProviderFailed`]. The provider that runs
+//! the graph is logged at load and reported by [`ImageEncoder::execution_provider`].
 
 use crate::model::ShapeError;
 use std::path::{Path, PathBuf};
@@ -16,22 +26,135 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
-use crate::vision::encoder::{l2_normalize_into, EncodeError, ImageEncoder, ImageGraph};
+use crate::vision::encoder::{
+    l2_normalize_into, EncodeError, ExecutionProvider, ImageEncoder, ImageGraph, OrtOptions,
+    ProviderPolicy,
+};
 
 /// The library name tried when no path is given.
 const DEFAULT_LIBRARY: &str = "libonnxruntime.so";
 
-/// An image encoder run by onnxruntime on the CPU.
+/// QNN's backend for the Hexagon NPU.
+#[cfg(windows)]
+const QNN_HTP_BACKEND: &str = "QnnHtp.dll";
+#[cfg(not(windows))]
+const QNN_HTP_BACKEND: &str = "libQnnHtp.so";
+
+/// An image encoder run by onnxruntime, on the execution providers it was asked for.
 pub struct OrtImageEncoder {
     path: PathBuf,
     session: Session,
     size: usize,
     dim: usize,
     load_time: Duration,
+    provider: &'static str,
+}
+
+/// Every provider clipsight knows, for the "available" list of a message.
+fn known_providers() -> [ExecutionProvider; 7] {
+    [
+        ExecutionProvider::TensorRt,
+        ExecutionProvider::Cuda,
+        ExecutionProvider::OpenVino { device: None },
+        ExecutionProvider::Qnn,
+        ExecutionProvider::Xnnpack,
+        ExecutionProvider::Acl,
+        ExecutionProvider::Cpu,
+    ]
+}
+
+/// Whether the opened library was built with `provider` (which does not yet mean it can
+/// start: its own libraries, the driver and the device are checked when it registers).
+fn is_available(provider: &ExecutionProvider) -> ort::Result<bool> {
+    match provider {
+        ExecutionProvider::TensorRt => ep::TensorRT::is_available(),
+        ExecutionProvider::Cuda => ep::CUDA::is_available(),
+        ExecutionProvider::OpenVino { .. } => ep::OpenVINO::is_available(),
+        ExecutionProvider::Qnn => ep::QNN::is_available(),
+        ExecutionProvider::Xnnpack => ep::XNNPACK::is_available(),
+        ExecutionProvider::Acl => ep::ACL::is_available(),
+        ExecutionProvider::Cpu => ep::CPU::is_available(),
+    }
+}
+
+/// The providers the opened library has, of those clipsight knows ("CPU", "CUDA, CPU").
+fn available_providers() -> String {
+    known_providers()
+        .iter()
+        .filter(|p| is_available(p).unwrap_or(false))
+        .map(ExecutionProvider::label)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `provider` as onnxruntime registers it; `None` for the CPU, which is always registered.
+fn dispatch(provider: &ExecutionProvider, threads: usize) -> Option<ExecutionProviderDispatch> {
+    Some(match provider {
+        ExecutionProvider::TensorRt => ep::TensorRT::default().build(),
+        ExecutionProvider::Cuda => ep::CUDA::default().build(),
+        ExecutionProvider::OpenVino { device } => match device {
+            Some(d) => ep::OpenVINO::default().with_device_type(d).build(),
+            None => ep::OpenVINO::default().build(),
+        },
+        ExecutionProvider::Qnn => ep::QNN::default()
+            .with_backend_path(QNN_HTP_BACKEND)
+            .build(),
+        ExecutionProvider::Xnnpack => ep::XNNPACK::default()
+            .with_intra_op_num_threads(
+                std::num::NonZeroUsize::new(threads).unwrap_or(std::num::NonZeroUsize::MIN),
+            )
+            .build(),
+        ExecutionProvider::Acl => ep::ACL::default().build(),
+        ExecutionProvider::Cpu => return None,
+    })
+}
+
+/// Registers `provider` on `builder`, or says why it cannot be: the library lacks it, or it
+/// failed to start.
+fn register(
+    provider: &ExecutionProvider,
+    builder: &mut SessionBuilder,
+    threads: usize,
+    library: &Path,
+) -> Result<(), EncodeError> {
+    let failed = |message: String| EncodeError::ProviderFailed {
+        provider: provider.describe(),
+        library: library.to_path_buf(),
+        message,
+    };
+    match is_available(provider) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(EncodeError::ProviderMissing {
+                provider: provider.label(),
+                library: library.to_path_buf(),
+                available: available_providers(),
+            })
+        }
+        Err(e) => return Err(failed(e.to_string())),
+    }
+    match dispatch(provider, threads) {
+        Some(d) => d.register(builder).map_err(|e| failed(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Where the graph runs, in words: "CUDA", "TensorRT, then CUDA".
+fn where_it_runs(providers: &[&ExecutionProvider]) -> String {
+    if providers.is_empty() {
+        return "CPU".into();
+    }
+    let names: Vec<String> = providers.iter().map(|p| p.describe()).collect();
+    let (list, pronoun) = (
+        names.join(", then "),
+        if names.len() == 1 { "it" } else { "they" },
+    );
+    format!("{list} (any node {pronoun} cannot run: CPU)")
 }
 
 fn load_err(path: &Path, e: impl std::fmt::Display) -> EncodeError {
@@ -59,23 +182,75 @@ fn environment(library: &Path) -> Result<Environment, EncodeError> {
 }
 
 impl OrtImageEncoder {
-    /// Opens onnxruntime (once per process) and loads the graph.
+    /// Opens onnxruntime (once per process) and loads the graph on the execution providers
+    /// `providers` asks for.
     pub fn load(
         graph: &ImageGraph,
         threads: usize,
         library: Option<&Path>,
+        providers: &OrtOptions,
     ) -> Result<Self, EncodeError> {
         let start = Instant::now();
+        let threads = threads.max(1);
+        let accelerators = providers.accelerators()?;
         let library = library.unwrap_or(Path::new(DEFAULT_LIBRARY));
         let environment = environment(library)?;
         let path = graph.path.as_path();
-        let session = Session::builder(&environment)
+        let base = Session::builder(&environment)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
-            .and_then(|b| Ok(b.with_intra_threads(threads.max(1))?))
+            .and_then(|b| Ok(b.with_intra_threads(threads)?))
             .and_then(|b| Ok(b.with_inter_threads(1)?))
             .and_then(|b| Ok(b.with_parallel_execution(false)?))
-            .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| load_err(path, e))?;
+        let mut builder = base.clone();
+        let mut registered: Vec<&ExecutionProvider> = Vec::new();
+        for provider in accelerators {
+            // onnxruntime takes each provider once: `openvino:NPU, openvino:GPU` is a choice.
+            if let Some(used) = registered.iter().find(|r| r.label() == provider.label()) {
+                log::info!("{provider} not tried: {used} already registered");
+                continue;
+            }
+            match register(provider, &mut builder, threads, library) {
+                Ok(()) => registered.push(provider),
+                Err(e) if providers.provider_policy == ProviderPolicy::Require => return Err(e),
+                Err(e) => log::warn!("{e}; skipping {provider}, trying the next provider"),
+            }
+        }
+        let session = match builder.commit_from_file(path) {
+            Ok(session) => session,
+            Err(e) if registered.is_empty() => return Err(load_err(path, e)),
+            Err(e) => match providers.provider_policy {
+                ProviderPolicy::Require => {
+                    return Err(load_err(
+                        path,
+                        format!(
+                            "on {} ({}): {e}",
+                            where_it_runs(&registered),
+                            library.display()
+                        ),
+                    ))
+                }
+                ProviderPolicy::Prefer => {
+                    log::warn!(
+                        "onnxruntime {}: {} cannot run {}: {e}; falling back to CPU",
+                        library.display(),
+                        where_it_runs(&registered),
+                        path.display()
+                    );
+                    registered.clear();
+                    base.clone()
+                        .commit_from_file(path)
+                        .map_err(|e| load_err(path, e))?
+                }
+            },
+        };
+        let provider = registered.first().map_or("CPU", |p| p.label());
+        log::info!(
+            "onnxruntime runs {} on {} ({})",
+            path.display(),
+            where_it_runs(&registered),
+            library.display()
+        );
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if inputs != [graph.input.as_str()] {
             return Err(EncodeError::Shape(ShapeError {
@@ -130,9 +305,9 @@ impl OrtImageEncoder {
         };
         let load_time = start.elapsed();
         log::info!(
-            "loaded {} with onnxruntime ({} threads) in {load_time:.2?}",
+            "loaded {} with onnxruntime ({threads} threads, {provider} provider) in \
+             {load_time:.2?}",
             path.display(),
-            threads.max(1)
         );
         Ok(OrtImageEncoder {
             path: path.to_path_buf(),
@@ -140,6 +315,7 @@ impl OrtImageEncoder {
             size: graph.size,
             dim,
             load_time,
+            provider,
         })
     }
 
@@ -156,6 +332,10 @@ impl ImageEncoder for OrtImageEncoder {
 
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    fn execution_provider(&self) -> Option<&'static str> {
+        Some(self.provider)
     }
 
     fn encode(&mut self, pixels: &[f32], out: &mut [f32]) -> Result<(), EncodeError> {
@@ -188,5 +368,47 @@ impl ImageEncoder for OrtImageEncoder {
             }));
         }
         l2_normalize_into(values, out, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_it_runs_names_the_providers_then_the_cpu() {
+        assert_eq!(where_it_runs(&[]), "CPU");
+        let npu = ExecutionProvider::OpenVino {
+            device: Some("NPU".into()),
+        };
+        assert_eq!(
+            where_it_runs(&[&npu]),
+            "OpenVINO (NPU) (any node it cannot run: CPU)"
+        );
+        assert_eq!(
+            where_it_runs(&[&ExecutionProvider::TensorRt, &ExecutionProvider::Cuda]),
+            "TensorRT, then CUDA (any node they cannot run: CPU)"
+        );
+    }
+
+    #[test]
+    fn every_provider_but_the_cpu_is_registered_with_its_settings() {
+        for p in known_providers() {
+            assert_eq!(
+                dispatch(&p, 2).is_none(),
+                p == ExecutionProvider::Cpu,
+                "{p}"
+            );
+        }
+        let openvino = dispatch(
+            &ExecutionProvider::OpenVino {
+                device: Some("GPU".into()),
+            },
+            1,
+        );
+        assert_eq!(
+            openvino.map(|d| d.name()),
+            Some("OpenVINOExecutionProvider")
+        );
     }
 }

@@ -132,3 +132,265 @@ fn run_with_the_ort_backend_says_what_tract_says() {
     assert!(tract.len() >= 3, "{tract:?}");
     assert_eq!(tract, ort);
 }
+
+// Execution providers (issue 17). The library CI installs (the CPU wheel from the Python
+// registry) has only the CPU provider, so "cuda" is a provider it lacks.
+
+/// `classify --json --embeddings` on the ort backend with `flags`: the output, and the
+/// embeddings of the photos when it succeeded.
+fn classify_with(lib: &PathBuf, flags: &[&str]) -> (std::process::Output, Vec<Vec<f32>>) {
+    let out = bin()
+        .env("ORT_DYLIB_PATH", lib)
+        .env_remove("RUST_LOG")
+        .args([
+            "-v",
+            "classify",
+            "--json",
+            "--embeddings",
+            "--backend",
+            "ort",
+        ])
+        .args(flags)
+        .arg("--model")
+        .arg(root().join("models/default"))
+        .arg("--bank")
+        .arg(root().join("prompts/banks/coco80.safetensors"))
+        .args(["dog.jpg", "bus.jpg"].map(|p| fixtures().join("photos").join(p)))
+        .output()
+        .unwrap();
+    let embeddings = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            floats(&v["embedding"])
+        })
+        .collect();
+    (out, embeddings)
+}
+
+/// The line that says where the graph runs.
+fn runs_on(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("onnxruntime runs"))
+        .unwrap_or_else(|| panic!("no \"onnxruntime runs\" line in:\n{stderr}"))
+}
+
+#[test]
+fn issue_17_the_cpu_provider_runs_and_is_named() {
+    let Some(lib) = ort_library() else { return };
+    let (out, embeddings) = classify_with(&lib, &["--ep", "cpu"]);
+    succeeded(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(runs_on(&stderr).contains(" on CPU"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert_eq!(embeddings.len(), 2);
+    assert!(embeddings.iter().all(|e| e.len() == 384), "{embeddings:?}");
+    // bench reports it.
+    let out = run_ok(
+        bin()
+            .env("ORT_DYLIB_PATH", &lib)
+            .args(["bench", "--json", "--iters", "2", "--warmup", "0"])
+            .args(["--replay-fps", "0", "--backend", "ort", "--ep", "cpu"])
+            .arg("--model")
+            .arg(root().join("models/default"))
+            .arg("--photos")
+            .arg(fixtures().join("photos")),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["execution_provider"], "CPU", "{report}");
+}
+
+#[test]
+fn issue_17_prefer_falls_back_from_a_missing_provider_to_cpu() {
+    let Some(lib) = ort_library() else { return };
+    let (plain, cpu) = classify_with(&lib, &[]);
+    succeeded(&plain);
+    let (out, fallback) = classify_with(&lib, &["--ep", "cuda", "--ep", "cpu"]);
+    succeeded(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if runs_on(&stderr).contains(" on CUDA") {
+        eprintln!("skipped: {} has the CUDA provider", lib.display());
+        return;
+    }
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning:\n{stderr}"));
+    assert!(warning.contains("no CUDA execution provider"), "{warning}");
+    assert!(warning.contains("skipping cuda"), "{warning}");
+    assert!(warning.contains(&*lib.to_string_lossy()), "{warning}");
+    assert!(runs_on(&stderr).contains(" on CPU"), "{stderr}");
+    assert_eq!(cpu.len(), 2);
+    assert_eq!(fallback.len(), 2);
+    for (a, b) in cpu.iter().zip(&fallback) {
+        assert!(max_abs_diff(a, b) < 1e-6, "{a:?}\n{b:?}");
+    }
+}
+
+#[test]
+fn issue_17_require_stops_on_a_missing_provider_naming_it_and_the_library() {
+    let Some(lib) = ort_library() else { return };
+    let (out, embeddings) = classify_with(&lib, &["--ep", "cuda", "--ep-policy", "require"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("onnxruntime runs") && runs_on(&stderr).contains(" on CUDA") {
+        eprintln!("skipped: {} has the CUDA provider", lib.display());
+        return;
+    }
+    assert!(!out.status.success(), "{stderr}");
+    assert!(embeddings.is_empty());
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(
+        error.contains(&format!(
+            "onnxruntime {} has no CUDA execution provider",
+            lib.display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("available: CPU"), "{error}");
+}
+
+#[test]
+fn issue_17_providers_are_refused_with_tract() {
+    let out = bin()
+        .args(["classify", "--ep", "cuda", "--model"])
+        .arg(root().join("models/default"))
+        .arg("--bank")
+        .arg(root().join("prompts/banks/coco80.safetensors"))
+        .arg(fixtures().join("photos/dog.jpg"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not tract") && stderr.contains("--backend ort"),
+        "{stderr}"
+    );
+}
+
+/// The sentences `run --speaker wav` writes on the README's example frames (fps 2).
+fn spoken_on_the_example_frames(lib: &PathBuf, flags: &[&str]) -> Vec<String> {
+    let speech = tempfile::tempdir().unwrap();
+    run_ok(
+        bin()
+            .env("ORT_DYLIB_PATH", lib)
+            .args(["run", "--speaker", "wav", "--fps", "2", "--speech-dir"])
+            .arg(speech.path())
+            .args(flags)
+            .arg("--model")
+            .arg(root().join("models/default"))
+            .arg("--bank")
+            .arg(root().join("prompts/banks/objects.safetensors"))
+            .arg("--bank")
+            .arg(root().join("prompts/banks/hazards.safetensors"))
+            .arg("--source")
+            .arg(root().join("examples/frames")),
+    );
+    spoken(speech.path())
+}
+
+#[test]
+fn issue_17_run_on_the_cpu_provider_writes_what_tract_writes() {
+    let Some(lib) = ort_library() else { return };
+    let tract = spoken_on_the_example_frames(&lib, &[]);
+    let ort = spoken_on_the_example_frames(&lib, &["--backend", "ort", "--ep", "cpu"]);
+    assert!(tract.len() >= 3, "{tract:?}");
+    assert_eq!(tract, ort);
+}
+
+#[test]
+fn issue_17_the_run_config_gives_the_providers() {
+    let Some(lib) = ort_library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "backend = \"ort\"\n[ort]\nproviders = [\"cuda\", \"cpu\"]\nprovider_policy = \"require\"\n",
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        bin()
+            .env("ORT_DYLIB_PATH", &lib)
+            .env_remove("RUST_LOG")
+            .args([
+                "-v",
+                "run",
+                "--speaker",
+                "log",
+                "--duration",
+                "1",
+                "--config",
+            ])
+            .arg(&config)
+            .args(flags)
+            .arg("--model")
+            .arg(root().join("models/default"))
+            .arg("--bank")
+            .arg(root().join("prompts/banks/objects.safetensors"))
+            .arg("--source")
+            .arg(root().join("examples/frames"))
+            .output()
+            .unwrap()
+    };
+    // The file's policy: CUDA is required, and this library lacks it.
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("onnxruntime runs") && runs_on(&stderr).contains(" on CUDA") {
+        eprintln!("skipped: {} has the CUDA provider", lib.display());
+        return;
+    }
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no CUDA execution provider"), "{stderr}");
+    // The flag overrides the file's policy, keeping its providers.
+    let out = run(&["--ep-policy", "prefer"]);
+    succeeded(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipping cuda"), "{stderr}");
+    assert!(runs_on(&stderr).contains(" on CPU"), "{stderr}");
+    // With tract the section does not apply.
+    succeeded(&run(&["--backend", "tract"]));
+}
+
+/// With `CLIPSIGHT_ORT_OPENVINO` naming the library of an onnxruntime build with the OpenVINO
+/// provider (the `onnxruntime-openvino` wheel from the Python registry bundles OpenVINO and
+/// runs on an x86_64 CPU): a real second provider registers, runs the graph, and agrees with
+/// the CPU provider; a device the machine lacks falls back (prefer) or stops (require).
+/// Skipped without it (CI installs only the CPU build).
+#[test]
+fn issue_17_a_real_openvino_provider_runs_and_agrees_with_cpu() {
+    let Some(lib) = std::env::var_os("CLIPSIGHT_ORT_OPENVINO").map(PathBuf::from) else {
+        eprintln!("skipped: CLIPSIGHT_ORT_OPENVINO is not set");
+        return;
+    };
+    let (out, cpu) = classify_with(&lib, &["--ep", "cpu"]);
+    succeeded(&out);
+    let (out, ov) = classify_with(&lib, &["--ep", "openvino:CPU", "--ep-policy", "require"]);
+    succeeded(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(runs_on(&stderr).contains(" on OpenVINO"), "{stderr}");
+    assert_eq!(cpu.len(), 2);
+    assert_eq!(ov.len(), 2);
+    for (a, b) in cpu.iter().zip(&ov) {
+        assert!(cosine(a, b) > 0.9999, "{a:?}\n{b:?}");
+    }
+    // No NPU here (a machine with one would run it).
+    let (out, _) = classify_with(&lib, &["--ep", "openvino:NPU", "--ep", "cpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if runs_on(&stderr).contains(" on OpenVINO") {
+        eprintln!("this machine has an NPU: the fallback was not exercised");
+        return;
+    }
+    succeeded(&out);
+    assert!(stderr.contains("skipping openvino:NPU"), "{stderr}");
+    let (out, _) = classify_with(&lib, &["--ep", "openvino:NPU", "--ep-policy", "require"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the OpenVINO (NPU) execution provider cannot start"),
+        "{stderr}"
+    );
+}
