@@ -68,6 +68,9 @@ const FIND_FAST: Duration = Duration::from_millis(200);
 const FIND_LOW_HZ: f32 = 440.0;
 const FIND_HIGH_HZ: f32 = 1320.0;
 const FIND_TONE_MS: u32 = 60;
+/// One calibration photo is embedded in the background this often (128 photos: about two
+/// minutes after start, then never again in the run).
+pub const TRICKLE: Duration = Duration::from_secs(1);
 
 /// The personal bank and its settings.
 pub struct Personal {
@@ -77,8 +80,12 @@ pub struct Personal {
     /// The bank file exists but cannot be used (another model, or unreadable): it is moved
     /// aside to `<path>.old` before the first write, never overwritten.
     unusable: bool,
-    /// The calibration photos and their embeddings, made on the first teach.
-    calibration: Option<(Vec<Reference>, Vec<Vec<f32>>)>,
+    /// The calibration photos (read on first use; an error is kept and said at teach).
+    refs: Option<Result<Vec<Reference>, String>>,
+    /// The embeddings of the first calibration photos, made a photo at a time.
+    images: Vec<Vec<f32>>,
+    /// When the last calibration photo was embedded in the background.
+    last_trickle: Option<Instant>,
 }
 
 /// What loading the personal bank found.
@@ -101,7 +108,9 @@ impl Personal {
             path,
             model,
             unusable: false,
-            calibration: None,
+            refs: None,
+            images: Vec::new(),
+            last_trickle: None,
         };
         if !personal.path.exists() {
             return Loaded {
@@ -196,24 +205,19 @@ impl Personal {
         }
         let shots: Vec<Vec<f32>> = picked.iter().map(|&i| frames[i].clone()).collect();
         let row = prototype(&shots).ok_or(TeachFailure::TooFewFrames(0))?;
-        if self.calibration.is_none() {
-            let refs = read_references(&self.config.calibration)
-                .map_err(|e| TeachFailure::Calibration(e.to_string()))?;
-            let started = Instant::now();
-            let paths: Vec<&Path> = refs.iter().map(|r| r.path.as_path()).collect();
-            let images = embed_photos(embedder, &paths, &mut |_, _| {})
-                .map_err(|e| TeachFailure::Calibration(e.to_string()))?;
+        let started = Instant::now();
+        let missing = self.embed_calibration(embedder, usize::MAX)?;
+        if missing > 0 {
             log::info!(
-                "embedded {} calibration photos for teaching in {:.1?}",
-                refs.len(),
+                "embedded the last {missing} calibration photos for teaching in {:.1?}",
                 started.elapsed()
             );
-            self.calibration = Some((refs, images));
         }
-        let (refs, images) = self
-            .calibration
-            .as_ref()
-            .ok_or(TeachFailure::TooFewFrames(0))?;
+        let refs = match &self.refs {
+            Some(Ok(refs)) => refs,
+            _ => return Err(TeachFailure::Calibration("no calibration photos".into())),
+        };
+        let images = &self.images;
         let rule = PrecisionRule::default();
         let entry = taught_entry(
             lesson,
@@ -235,6 +239,58 @@ impl Personal {
         .map_err(TeachFailure::Save)?;
         self.save(Some(&bank)).map_err(TeachFailure::Save)?;
         Ok(bank)
+    }
+
+    /// Embeds up to `most` more calibration photos; returns how many. Reads the labels file
+    /// first if needed.
+    fn embed_calibration(
+        &mut self,
+        embedder: &mut ImageEmbedder,
+        most: usize,
+    ) -> Result<usize, TeachFailure> {
+        let dir = &self.config.calibration;
+        let refs = self
+            .refs
+            .get_or_insert_with(|| read_references(dir).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| TeachFailure::Calibration(e.clone()))?;
+        let todo: Vec<&Path> = refs
+            .iter()
+            .skip(self.images.len())
+            .take(most)
+            .map(|r| r.path.as_path())
+            .collect();
+        let n = todo.len();
+        match embed_photos(embedder, &todo, &mut |_, _| {}) {
+            Ok(images) => {
+                self.images.extend(images);
+                Ok(n)
+            }
+            Err(e) => {
+                let e = e.to_string();
+                self.refs = Some(Err(e.clone()));
+                Err(TeachFailure::Calibration(e))
+            }
+        }
+    }
+
+    /// Embeds one more calibration photo, at most every [`TRICKLE`], so that a teach finds
+    /// them ready instead of holding the frame loop for all of them at once. Called on the
+    /// frame loop's turns; a failure is logged once and said at the next teach.
+    pub fn trickle(&mut self, embedder: &mut ImageEmbedder) {
+        let due = self.last_trickle.is_none_or(|t| t.elapsed() >= TRICKLE);
+        let done = match &self.refs {
+            Some(Ok(r)) => r.len() == self.images.len(),
+            Some(Err(_)) => true,
+            None => false,
+        };
+        if !due || done {
+            return;
+        }
+        self.last_trickle = Some(Instant::now());
+        if let Err(e) = self.embed_calibration(embedder, 1) {
+            log::warn!("teaching will not work: calibration photos: {e:?}");
+        }
     }
 
     /// Removes `label` from `bank` and saves the rest (`Some(None)`: nothing is left);
@@ -483,6 +539,9 @@ impl Pipeline {
         say: &dyn Fn(Utterance),
     ) {
         let t = st.last_t;
+        if let Some(p) = self.personal.as_mut() {
+            p.trickle(&mut self.embedder);
+        }
         if st
             .teaching
             .as_ref()
