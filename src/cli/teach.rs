@@ -92,12 +92,13 @@ pub fn run(args: TeachArgs) -> Result<ExitCode> {
             (a.min(z), b.max(z))
         });
     println!(
-        "taught {:?} ({} photos) into {} ({} labels): says {:?}; threshold {threshold:.4} (z {z:.2}); \
-         the photos themselves score z {lo:.2} to {hi:.2}",
+        "taught {:?} ({n} photo{}) into {} ({} label{}): says {:?}; threshold {threshold:.4} \
+         (z {z:.2}); the photos themselves score z {lo:.2} to {hi:.2}",
         lesson.label,
-        n,
+        if n == 1 { "" } else { "s" },
         args.output.display(),
         bank.len(),
+        if bank.len() == 1 { "" } else { "s" },
         lesson.say,
     );
     if hi < z {
