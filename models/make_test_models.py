@@ -8,8 +8,9 @@ weights, and writes clipsight model bundles (see README.md, "The model bundle fo
 Usage (from the repository root, with the packages of models/requirements-dev.txt):
 
     python models/make_test_models.py fixtures
-        Writes tests/fixtures/tiny-clip/ (model.toml, image.onnx, text.onnx, tokenizer.json)
-        and the reference fixtures: tests/fixtures/photos/ (4 COCO photos, copied
+        Writes tests/fixtures/tiny-clip/ (model.toml, image.onnx, text.onnx, tokenizer.json),
+        its image tower in int8 (tests/fixtures/tiny-clip-int8.onnx, models/quantize), and
+        the reference fixtures: tests/fixtures/photos/ (4 COCO photos, copied
         byte-for-byte, plus an EXIF-rotated, a grayscale and an RGBA variant),
         tests/fixtures/preprocess/*.png (reference CLIP preprocessing) and
         tests/fixtures/reference.json (token ids and embeddings computed by onnxruntime).
@@ -34,6 +35,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -679,6 +681,9 @@ def make_fixtures(coco: Path, bpe_path: str) -> None:
     fx = REPO / "tests" / "fixtures"
     bundle = fx / "tiny-clip"
     tk = write_bundle(TINY, bundle, bpe_path)
+    # Its int8 form (models/quantize), for the tests of tract's int8 kernels (bench --kernels).
+    subprocess.run([sys.executable, str(REPO / "models" / "quantize.py"),
+                    str(bundle / "image.onnx"), str(fx / "tiny-clip-int8.onnx")], check=True)
 
     photos_dir = fx / "photos"
     make_photos(coco, photos_dir)

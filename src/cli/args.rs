@@ -327,6 +327,10 @@ pub struct BenchArgs {
     /// The latency replay's rate, frames per second.
     #[arg(long, default_value_t = 4.0)]
     pub latency_fps: f64,
+    /// Instead of timing: the kernel tract picks for each matrix product of the encoder on this
+    /// CPU, and every product that runs slower than the CPU allows (exit status 1 if any).
+    #[arg(long)]
+    pub kernels: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,

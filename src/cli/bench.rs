@@ -350,6 +350,22 @@ fn resolve(source: &EncoderSource) -> anyhow::Result<Resolved> {
     })
 }
 
+/// `bench --kernels`: the kernel audit of the encoder under test on this CPU (tract only).
+fn kernels(source: &EncoderSource, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let resolved = resolve(source)?;
+    let report = crate::vision::kernels::audit(&resolved.graph)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.problems().is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
 /// A deterministic bank of unit vectors, so the match stage has the work of a real one.
 fn synthetic_bank(dim: usize) -> anyhow::Result<Bank> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -728,6 +744,9 @@ pub fn run_command(args: crate::cli::args::BenchArgs) -> anyhow::Result<std::pro
         },
         None => EncoderSource::Bundle(args.model),
     };
+    if args.kernels {
+        return kernels(&encoder, args.json);
+    }
     let spec = BenchSpec {
         encoder,
         options: crate::cli::encoder_options(&args.encoder),

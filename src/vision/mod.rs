@@ -6,6 +6,7 @@
 
 pub mod encoder;
 pub mod gate;
+pub mod kernels;
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod pose;

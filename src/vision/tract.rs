@@ -50,10 +50,49 @@ pub(crate) fn load_plan(
     device: Device,
     threads: usize,
 ) -> Result<Plan, EncodeError> {
-    let load = |e: TractError| EncodeError::Load {
+    let model = pinned_model(path, inputs, output)?;
+    match device {
+        Device::Cpu => {
+            let options = RunOptions {
+                executor: executor(threads)?,
+                ..Default::default()
+            };
+            model
+                .into_optimized()
+                .and_then(|m| m.into_runnable_with_options(&options))
+                .and_then(|p| p.spawn())
+                .map(|s| Box::new(s) as Plan)
+                .map_err(|e| load_error(path, e))
+        }
+        Device::Cuda => cuda_plan(model, path),
+    }
+}
+
+/// The CPU plan's graph as tract optimizes it (its kernels picked), without making it runnable.
+pub(crate) fn optimized_model(
+    path: &Path,
+    inputs: &[(&str, InferenceFact)],
+    output: &str,
+) -> Result<TypedModel, EncodeError> {
+    pinned_model(path, inputs, output)?
+        .into_optimized()
+        .map_err(|e| load_error(path, e))
+}
+
+fn load_error(path: &Path, e: TractError) -> EncodeError {
+    EncodeError::Load {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
-    };
+    }
+}
+
+/// An ONNX file with its inputs named and their facts pinned, and only `output` kept.
+fn pinned_model(
+    path: &Path,
+    inputs: &[(&str, InferenceFact)],
+    output: &str,
+) -> Result<InferenceModel, EncodeError> {
+    let load = |e: TractError| load_error(path, e);
     let mut model = tract_onnx::onnx().model_for_path(path).map_err(load)?;
     let declared: Vec<String> = model
         .input_outlets()
@@ -84,21 +123,7 @@ pub(crate) fn load_plan(
     for (i, (_, fact)) in inputs.iter().enumerate() {
         model.set_input_fact(i, fact.clone()).map_err(load)?;
     }
-    match device {
-        Device::Cpu => {
-            let options = RunOptions {
-                executor: executor(threads)?,
-                ..Default::default()
-            };
-            model
-                .into_optimized()
-                .and_then(|m| m.into_runnable_with_options(&options))
-                .and_then(|p| p.spawn())
-                .map(|s| Box::new(s) as Plan)
-                .map_err(load)
-        }
-        Device::Cuda => cuda_plan(model, path),
-    }
+    Ok(model)
 }
 
 /// Hands the typed model to tract's CUDA runtime, which moves the ops it supports to the GPU

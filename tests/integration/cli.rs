@@ -364,3 +364,62 @@ fn run_refuses_an_unknown_config_key_naming_it() {
         "{stderr}"
     );
 }
+
+/// `bench --kernels`: every matrix product of the shipped encoder and of the tiny one is named
+/// with the kernel tract picks on this CPU, and none runs slower than the CPU allows.
+#[test]
+fn bench_kernels_names_the_kernel_of_every_matrix_product() {
+    // (bundle, matrix products in its graph: a fact of the model, not of the CPU)
+    for (model, products) in [(tiny_model(), 14), (root().join("models/default"), 36)] {
+        let out = bin()
+            .args(["bench", "--kernels", "--json", "--model"])
+            .arg(&model)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: {stdout} {}",
+                model.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let rows = report["products"].as_array().unwrap();
+        assert_eq!(rows.len(), products, "{}: {report}", model.display());
+        for row in rows {
+            assert!(!row["kernel"].as_str().unwrap().is_empty(), "{row}");
+            assert!(row["accumulator"] == "f32", "{row}");
+            assert!(row["problem"].is_null(), "{}: {row}", model.display());
+        }
+        assert_eq!(report["unlowered"], serde_json::json!([]));
+        assert!(out.status.success(), "{}", model.display());
+        assert!(report["cpu"]
+            .as_str()
+            .unwrap()
+            .starts_with(std::env::consts::ARCH));
+    }
+}
+
+/// The int8 form of the tiny encoder (`models/quantize`): every product with a constant weight
+/// runs on an int8 kernel (none falls back to float), and none is slower than the CPU allows.
+#[test]
+fn bench_kernels_shows_an_int8_encoder_on_int8_kernels() {
+    let out = bin()
+        .args(["bench", "--kernels", "--json", "--model"])
+        .arg(tiny_model())
+        .arg("--onnx")
+        .arg(fixtures().join("tiny-clip-int8.onnx"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let rows = report["products"].as_array().unwrap();
+    let int8 = rows.iter().filter(|r| r["accumulator"] == "i32").count();
+    // 10 weight products (patch embedding, 2 × 4 per layer, projection); the 4 attention
+    // products multiply two activations and stay in f32.
+    assert_eq!((rows.len(), int8), (14, 10), "{report}");
+    for row in rows {
+        assert!(row["problem"].is_null(), "{row}");
+    }
+    assert!(out.status.success());
+}
