@@ -48,7 +48,7 @@ def ort_library() -> Path:
     return libs[0]
 
 
-def time_ort(path: Path, threads: int, iters: int, warmup: int) -> float:
+def time_ort(path: Path, threads: int, iters: int, warmup: int) -> tuple[float, None]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -64,11 +64,11 @@ def time_ort(path: Path, threads: int, iters: int, warmup: int) -> float:
         t = time.perf_counter()
         s.run(None, {name: x})
         ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts)
+    return statistics.median(ts), None
 
 
 def time_clipsight(binary: Path, path: Path, threads: int, iters: int, warmup: int,
-                   backend: str) -> float:
+                   backend: str) -> tuple[float, float]:
     cmd = [str(binary), "bench", "--model", str(FP32_BUNDLE), "--onnx", str(path),
            "--threads", str(threads),
            "--iters", str(iters), "--warmup", str(warmup), "--replay-fps", "0",
@@ -77,7 +77,8 @@ def time_clipsight(binary: Path, path: Path, threads: int, iters: int, warmup: i
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["encode_ms_p50"])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(report["encode_ms_p50"]), float(report["peak_rss_mb"])
 
 
 def main() -> int:
@@ -126,21 +127,28 @@ def main() -> int:
         "ort on models/quantize int8": lambda: time_ort(ours, t, n, w),
     }
     results: dict[str, list[float]] = {k: [] for k in runs}
+    rss: dict[str, float] = {}
     names = list(runs)
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            ms = runs[name]()
+            ms, peak = runs[name]()
             results[name].append(ms)
+            if peak is not None:
+                rss[name] = max(peak, rss.get(name, 0.0))
             print(f"round {r + 1}/{args.rounds}  {name:48s} {ms:8.1f} ms", flush=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"\n{args.fp32}, {t} thread(s), {args.rounds} rounds x {n} iterations, "
           "median of per-round medians")
-    print("| Runtime and model | ms per image | rounds |")
-    print("|---|---|---|")
+    mib = lambda p: p.stat().st_size / 2**20
+    print(f"files: fp32 {mib(args.fp32):.0f} MiB, models/quantize int8 {mib(ours):.0f} MiB, "
+          f"quantize_dynamic int8 {mib(theirs):.0f} MiB")
+    print("| Runtime and model | ms per image | rounds | peak RSS (clipsight bench) |")
+    print("|---|---|---|---|")
     for k in names:
-        print(f"| {k} | {med[k]:.1f} | {', '.join(f'{v:.0f}' for v in results[k])} |")
+        peak = f"{rss[k]:.0f} MiB" if k in rss else "—"
+        print(f"| {k} | {med[k]:.1f} | {', '.join(f'{v:.0f}' for v in results[k])} | {peak} |")
     ratios = {
         "clipsight fp32 (tract) / ort fp32": med["clipsight fp32 (tract)"] / med["ort fp32"],
         "clipsight int8 tract / ort dyn-int8":
@@ -158,7 +166,7 @@ def main() -> int:
         print(f"{k:48s} {v:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"threads": t, "rounds": results, "median": med,
-                                         "ratios": ratios}, indent=1))
+                                         "peak_rss_mb": rss, "ratios": ratios}, indent=1))
     return 0
 
 

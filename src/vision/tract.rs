@@ -21,6 +21,7 @@ use crate::vision::encoder::not_compiled;
 use crate::vision::encoder::{
     check_device, l2_normalize_into, Device, EncodeError, ImageEncoder, ImageGraph,
 };
+use crate::vision::onnx_data::weights_by_reference;
 
 /// A pool of `threads` threads for tract's matrix products; `None` for one thread.
 fn executor(threads: usize) -> Result<Option<Executor>, EncodeError> {
@@ -86,6 +87,29 @@ fn load_error(path: &Path, e: TractError) -> EncodeError {
     }
 }
 
+/// Reads an ONNX file, its large weights straight from the file into tract's tensors
+/// ([`weights_by_reference`]) so that they are never held twice; files of another layout are
+/// read by tract's own loader.
+fn read_model(path: &Path) -> TractResult<InferenceModel> {
+    let onnx = tract_onnx::onnx();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let (Some(slim), Some(dir)) = (weights_by_reference(path)?, dir.to_str()) else {
+        return onnx.model_for_path(path);
+    };
+    let proto = onnx.proto_model_for_read(&mut slim.as_slice())?;
+    let parsed = onnx.parse(&proto, Some(dir))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(TractError::msg(format!(
+            "unresolved inputs: {:?}",
+            parsed.unresolved_inputs
+        )));
+    }
+    Ok(parsed.model)
+}
+
 /// An ONNX file with its inputs named and their facts pinned, and only `output` kept.
 fn pinned_model(
     path: &Path,
@@ -93,7 +117,7 @@ fn pinned_model(
     output: &str,
 ) -> Result<InferenceModel, EncodeError> {
     let load = |e: TractError| load_error(path, e);
-    let mut model = tract_onnx::onnx().model_for_path(path).map_err(load)?;
+    let mut model = read_model(path).map_err(load)?;
     let declared: Vec<String> = model
         .input_outlets()
         .map_err(load)?
