@@ -161,47 +161,44 @@ fn copy_value<R: Read + Seek>(
     r.bytes(n, out)
 }
 
+/// A ModelProto whose graph's initializers go through [`tensor`].
 fn model<R: Read + Seek>(
     r: &mut Reader<R>,
     end: u64,
     location: &str,
     moved: &mut usize,
 ) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    while r.pos < end {
-        let (field, wire) = key(r, end)?;
-        if field == MODEL_GRAPH && wire == LEN {
-            let n = r.varint()?;
-            let graph = graph(r, field_end(r, n, end)?, location, moved)?;
-            put_len(&mut out, MODEL_GRAPH, &graph);
-        } else {
-            put_varint(&mut out, field << 3 | wire);
-            copy_value(r, wire, end, &mut out)?;
-        }
-    }
-    Ok(out)
+    message(r, end, MODEL_GRAPH, &mut |r, end| {
+        message(r, end, GRAPH_INITIALIZER, &mut |r, end| {
+            tensor(r, end, location, moved)
+        })
+    })
 }
 
-fn graph<R: Read + Seek>(
+/// What rewrites a submessage: the reader at its start and its end → the new bytes.
+type Rewrite<'a, R> = dyn FnMut(&mut Reader<R>, u64) -> io::Result<Vec<u8>> + 'a;
+
+/// Copies a message up to `end`, with each `field` submessage rewritten by `rewrite`.
+fn message<R: Read + Seek>(
     r: &mut Reader<R>,
     end: u64,
-    location: &str,
-    moved: &mut usize,
+    field_to_rewrite: u64,
+    rewrite: &mut Rewrite<'_, R>,
 ) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     while r.pos < end {
         let (field, wire) = key(r, end)?;
-        if field == GRAPH_INITIALIZER && wire == LEN {
+        if field == field_to_rewrite && wire == LEN {
             let n = r.varint()?;
-            let tensor = tensor(r, field_end(r, n, end)?, location, moved)?;
-            put_len(&mut out, GRAPH_INITIALIZER, &tensor);
+            let inner = rewrite(r, field_end(r, n, end)?)?;
+            put_len(&mut out, field, &inner);
         } else {
             put_varint(&mut out, field << 3 | wire);
             copy_value(r, wire, end, &mut out)?;
         }
     }
     if r.pos != end {
-        return Err(invalid("graph overruns its length"));
+        return Err(invalid("message overruns its length"));
     }
     Ok(out)
 }
