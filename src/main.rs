@@ -8,7 +8,8 @@ use clap::Parser;
 use clipsight::cli::{dispatch, Cli};
 
 fn main() -> ExitCode {
-    return_freed_memory();
+    // Models load with large buffers mapped on their own; the first frame switches to the heap.
+    clipsight::vision::memory::for_loading();
     let cli = Cli::parse();
     // What the speaker says is always shown (the log speaker writes it at info level).
     let level = match cli.verbose {
@@ -25,20 +26,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Buffers of a megabyte and more (weights, large activations) are mapped and unmapped on their
-/// own instead of coming from glibc's heap. With its default, adaptive threshold the heap keeps
-/// what loading and optimizing a model freed: 200 MB more at the peak for a ViT-B/32, on a
-/// board that may have 2 GB (`clipsight bench` reports the peak as `peak_rss_mb`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn return_freed_memory() {
-    const LARGE: libc::c_int = 1 << 20;
-    // SAFETY: mallopt only sets allocator parameters; called first thing, before any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, LARGE);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn return_freed_memory() {}

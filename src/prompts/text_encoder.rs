@@ -154,6 +154,7 @@ impl TractTextEncoder {
         if self.feed_token_types {
             inputs.push(Tensor::zero::<i64>(&[b, ctx]).map_err(run_err)?.into());
         }
+        crate::vision::memory::for_frames();
         let outputs = self.plan.run(inputs).map_err(run_err)?;
         let plain = outputs[0].try_as_plain_ram().map_err(run_err)?;
         let flat = plain.as_slice::<f32>().map_err(run_err)?;

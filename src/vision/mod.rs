@@ -7,6 +7,7 @@
 pub mod encoder;
 pub mod gate;
 pub mod kernels;
+pub mod memory;
 pub mod onnx_data;
 #[cfg(feature = "ort")]
 pub mod ort;

@@ -357,6 +357,7 @@ impl ImageEncoder for OrtImageEncoder {
         };
         let n = self.size;
         let input = TensorRef::from_array_view(([1usize, 3, n, n], pixels)).map_err(run_err)?;
+        crate::vision::memory::for_frames();
         let outputs = self.session.run(ort::inputs![input]).map_err(run_err)?;
         let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run_err)?;
         if values.len() != self.dim {

@@ -5,7 +5,7 @@
 
 use crate::model::ShapeError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
@@ -24,19 +24,31 @@ use crate::vision::encoder::{
 use crate::vision::onnx_data::weights_by_reference;
 
 /// A pool of `threads` threads for tract's matrix products; `None` for one thread.
+///
+/// Every graph run with the same thread count shares one pool. The encoder and the pose stage
+/// run one after the other in the vision thread, and a pool's idle workers spin for a while
+/// before they sleep: with a pool each, the idle pool's spinning workers took CPU from the
+/// busy one.
 fn executor(threads: usize) -> Result<Option<Executor>, EncodeError> {
+    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
     if threads <= 1 {
         return Ok(None);
     }
-    rayon::ThreadPoolBuilder::new()
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(Some(Executor::MultiThread(pool.clone())));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("tract-{i}"))
         .build()
-        .map(|pool| Some(Executor::MultiThread(Arc::new(pool))))
+        .map(Arc::new)
         .map_err(|e| EncodeError::Threads {
             threads,
             message: e.to_string(),
-        })
+        })?;
+    pools.push((threads, pool.clone()));
+    Ok(Some(Executor::MultiThread(pool)))
 }
 
 /// A runnable, optimized model with its reusable execution state (CPU or GPU).
@@ -299,6 +311,7 @@ impl ImageEncoder for TractImageEncoder {
                 self.input = Arc::new(Tensor::from_shape(&shape, pixels).map_err(run_err)?);
             }
         }
+        crate::vision::memory::for_frames();
         let outputs = self
             .plan
             .run(tvec!(self.input.clone().into_tvalue()))

@@ -273,6 +273,7 @@ impl PoseEstimator {
         };
         self.fill_input().map_err(|e| run_err(&self.path, e))?;
         let t1 = Instant::now();
+        crate::vision::memory::for_frames();
         let outputs = self
             .plan
             .run(tvec!(self.input.clone().into_tvalue()))
