@@ -568,8 +568,7 @@ pub fn run(
     let (pre_p50, pre_p95) = time_camera_frame(&photos, &resolved.spec, limits)?;
 
     // 6. The pose stage on the photos, as many timed frames as the encoder had.
-    let mut pose =
-        crate::cli::load_person_model(spec.person_model.as_deref(), spec.options.threads.max(1))?;
+    let mut pose = crate::cli::load_person_model(spec.person_model.as_deref(), &spec.options)?;
     let pose_times = match pose.as_mut() {
         Some(pose) => Some(time_pose(pose, &photos, timed, limits, progress)?),
         None => None,

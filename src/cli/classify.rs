@@ -85,7 +85,7 @@ fn pose_line(people: &People, vetoed: bool) -> PoseLine {
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let options = encoder_options(&args.encoder);
     let (bundle, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
-    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), options.threads)?;
+    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), &options)?;
     let mut matcher = Matcher::new(banks);
     let labels = matcher.labels();
     let decision = DecisionConfig::default();

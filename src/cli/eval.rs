@@ -29,7 +29,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     }
     let options = encoder_options(&args.encoder);
     let (_, banks, mut embedder) = load_model(&args.model, &args.banks, &options)?;
-    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), options.threads)?;
+    let mut pose = crate::cli::load_person_model(args.person_model.as_deref(), &options)?;
     let labels_dir = args
         .labels
         .as_deref()

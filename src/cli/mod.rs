@@ -93,13 +93,17 @@ pub fn load_model(
     Ok((bundle, banks, embedder))
 }
 
-/// The person/pose stage of `--person-model DIR`, on `threads` threads; none without one.
+/// The person/pose stage of `--person-model DIR`, on the image encoder's runtime and threads
+/// (`--backend`, `--threads`, `--ep`); none without one.
 pub fn load_person_model(
     dir: Option<&std::path::Path>,
-    threads: usize,
+    options: &EncoderOptions,
 ) -> anyhow::Result<Option<PoseEstimator>> {
     Ok(match dir {
-        Some(dir) => Some(PoseEstimator::load(&PersonBundle::load(dir)?, threads)?),
+        Some(dir) => Some(PoseEstimator::load_with(
+            &PersonBundle::load(dir)?,
+            options,
+        )?),
         None => None,
     })
 }

@@ -89,8 +89,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         has_personal,
         personal.notice,
     );
-    let pose =
-        crate::cli::load_person_model(config.person_model.as_deref(), config.encoder.threads)?;
+    let pose = crate::cli::load_person_model(config.person_model.as_deref(), &config.encoder)?;
     if let Some(pose) = pose {
         log::info!("person model {} ready", pose.manifest().id);
         pipeline = pipeline.with_pose(pose);

@@ -32,8 +32,8 @@ use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
 use crate::vision::encoder::{
-    l2_normalize_into, EncodeError, ExecutionProvider, ImageEncoder, ImageGraph, OrtOptions,
-    ProviderPolicy,
+    l2_normalize_into, EncodeError, EncoderOptions, ExecutionProvider, ImageEncoder, ImageGraph,
+    OrtOptions, ProviderPolicy,
 };
 
 /// The library name tried when no path is given.
@@ -181,6 +181,122 @@ fn environment(library: &Path) -> Result<Environment, EncodeError> {
     Ok(env)
 }
 
+/// A graph in an onnxruntime session on the execution providers `providers` asks for, its one
+/// input and one f32 output checked by name: the session, the provider that runs it, and the
+/// output's declared shape (-1 for a free dimension).
+fn open_session(
+    path: &Path,
+    input: &str,
+    output: &str,
+    threads: usize,
+    library: Option<&Path>,
+    providers: &OrtOptions,
+) -> Result<(Session, &'static str, Vec<i64>), EncodeError> {
+    let accelerators = providers.accelerators()?;
+    let library = library.unwrap_or(Path::new(DEFAULT_LIBRARY));
+    let environment = environment(library)?;
+    let base = Session::builder(&environment)
+        .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+        .and_then(|b| Ok(b.with_intra_threads(threads)?))
+        .and_then(|b| Ok(b.with_inter_threads(1)?))
+        .and_then(|b| Ok(b.with_parallel_execution(false)?))
+        // The image encoder and the pose graph run one after the other, each session with its
+        // own pool: workers that spin after their run take the CPU from the other session.
+        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+        .map_err(|e| load_err(path, e))?;
+    let mut builder = base.clone();
+    let mut registered: Vec<&ExecutionProvider> = Vec::new();
+    for provider in accelerators {
+        // onnxruntime takes each provider once: `openvino:NPU, openvino:GPU` is a choice.
+        if let Some(used) = registered.iter().find(|r| r.label() == provider.label()) {
+            log::info!("{provider} not tried: {used} already registered");
+            continue;
+        }
+        match register(provider, &mut builder, threads, library) {
+            Ok(()) => registered.push(provider),
+            Err(e) if providers.provider_policy == ProviderPolicy::Require => return Err(e),
+            Err(e) => log::warn!("{e}; skipping {provider}, trying the next provider"),
+        }
+    }
+    let session = match builder.commit_from_file(path) {
+        Ok(session) => session,
+        Err(e) if registered.is_empty() => return Err(load_err(path, e)),
+        Err(e) => match providers.provider_policy {
+            ProviderPolicy::Require => {
+                return Err(load_err(
+                    path,
+                    format!(
+                        "on {} ({}): {e}",
+                        where_it_runs(&registered),
+                        library.display()
+                    ),
+                ))
+            }
+            ProviderPolicy::Prefer => {
+                log::warn!(
+                    "onnxruntime {}: {} cannot run {}: {e}; falling back to CPU",
+                    library.display(),
+                    where_it_runs(&registered),
+                    path.display()
+                );
+                registered.clear();
+                base.clone()
+                    .commit_from_file(path)
+                    .map_err(|e| load_err(path, e))?
+            }
+        },
+    };
+    let provider = registered.first().map_or("CPU", |p| p.label());
+    log::info!(
+        "onnxruntime runs {} on {} ({})",
+        path.display(),
+        where_it_runs(&registered),
+        library.display()
+    );
+    let shape_err = |what: &str, expected: String, found: String| {
+        EncodeError::Shape(ShapeError {
+            path: path.to_path_buf(),
+            what: what.into(),
+            expected,
+            found,
+        })
+    };
+    let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    if inputs != [input] {
+        return Err(shape_err(
+            "inputs",
+            format!("one input named {input:?}"),
+            format!("{inputs:?}"),
+        ));
+    }
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    let Some(out) = session.outputs().iter().find(|o| o.name() == output) else {
+        return Err(shape_err(
+            "output name",
+            format!("an output named {output:?}"),
+            format!("outputs {outputs:?}"),
+        ));
+    };
+    if outputs.len() != 1 {
+        return Err(shape_err(
+            "outputs",
+            format!("one output named {output:?}"),
+            format!("{outputs:?}"),
+        ));
+    }
+    let declared = match out.dtype() {
+        ValueType::Tensor { shape, .. } => shape.iter().copied().collect::<Vec<i64>>(),
+        other => {
+            return Err(shape_err(
+                "output type",
+                "an f32 tensor".into(),
+                format!("{other:?}"),
+            ))
+        }
+    };
+    Ok((session, provider, declared))
+}
+
 impl OrtImageEncoder {
     /// Opens onnxruntime (once per process) and loads the graph on the execution providers
     /// `providers` asks for.
@@ -192,102 +308,15 @@ impl OrtImageEncoder {
     ) -> Result<Self, EncodeError> {
         let start = Instant::now();
         let threads = threads.max(1);
-        let accelerators = providers.accelerators()?;
-        let library = library.unwrap_or(Path::new(DEFAULT_LIBRARY));
-        let environment = environment(library)?;
         let path = graph.path.as_path();
-        let base = Session::builder(&environment)
-            .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
-            .and_then(|b| Ok(b.with_intra_threads(threads)?))
-            .and_then(|b| Ok(b.with_inter_threads(1)?))
-            .and_then(|b| Ok(b.with_parallel_execution(false)?))
-            .map_err(|e| load_err(path, e))?;
-        let mut builder = base.clone();
-        let mut registered: Vec<&ExecutionProvider> = Vec::new();
-        for provider in accelerators {
-            // onnxruntime takes each provider once: `openvino:NPU, openvino:GPU` is a choice.
-            if let Some(used) = registered.iter().find(|r| r.label() == provider.label()) {
-                log::info!("{provider} not tried: {used} already registered");
-                continue;
-            }
-            match register(provider, &mut builder, threads, library) {
-                Ok(()) => registered.push(provider),
-                Err(e) if providers.provider_policy == ProviderPolicy::Require => return Err(e),
-                Err(e) => log::warn!("{e}; skipping {provider}, trying the next provider"),
-            }
-        }
-        let session = match builder.commit_from_file(path) {
-            Ok(session) => session,
-            Err(e) if registered.is_empty() => return Err(load_err(path, e)),
-            Err(e) => match providers.provider_policy {
-                ProviderPolicy::Require => {
-                    return Err(load_err(
-                        path,
-                        format!(
-                            "on {} ({}): {e}",
-                            where_it_runs(&registered),
-                            library.display()
-                        ),
-                    ))
-                }
-                ProviderPolicy::Prefer => {
-                    log::warn!(
-                        "onnxruntime {}: {} cannot run {}: {e}; falling back to CPU",
-                        library.display(),
-                        where_it_runs(&registered),
-                        path.display()
-                    );
-                    registered.clear();
-                    base.clone()
-                        .commit_from_file(path)
-                        .map_err(|e| load_err(path, e))?
-                }
-            },
-        };
-        let provider = registered.first().map_or("CPU", |p| p.label());
-        log::info!(
-            "onnxruntime runs {} on {} ({})",
-            path.display(),
-            where_it_runs(&registered),
-            library.display()
-        );
-        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        if inputs != [graph.input.as_str()] {
-            return Err(EncodeError::Shape(ShapeError {
-                path: path.to_path_buf(),
-                what: "inputs".into(),
-                expected: format!("one input named {:?}", graph.input),
-                found: format!("{inputs:?}"),
-            }));
-        }
-        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        let Some(output) = session.outputs().iter().find(|o| o.name() == graph.output) else {
-            return Err(EncodeError::Shape(ShapeError {
-                path: path.to_path_buf(),
-                what: "output name".into(),
-                expected: format!("an output named {:?}", graph.output),
-                found: format!("outputs {outputs:?}"),
-            }));
-        };
-        if outputs.len() != 1 {
-            return Err(EncodeError::Shape(ShapeError {
-                path: path.to_path_buf(),
-                what: "outputs".into(),
-                expected: format!("one output named {:?}", graph.output),
-                found: format!("{outputs:?}"),
-            }));
-        }
-        let declared = match output.dtype() {
-            ValueType::Tensor { shape, .. } => shape.iter().copied().collect::<Vec<i64>>(),
-            other => {
-                return Err(EncodeError::Shape(ShapeError {
-                    path: path.to_path_buf(),
-                    what: "output type".into(),
-                    expected: "an f32 tensor".into(),
-                    found: format!("{other:?}"),
-                }))
-            }
-        };
+        let (session, provider, declared) = open_session(
+            path,
+            &graph.input,
+            &graph.output,
+            threads,
+            library,
+            providers,
+        )?;
         let dim = match (declared.as_slice(), graph.dim) {
             (&[_, d], Some(dim)) if d == dim as i64 || d < 0 => dim,
             (&[_, d], None) if d > 0 => d as usize,
@@ -369,6 +398,102 @@ impl ImageEncoder for OrtImageEncoder {
             }));
         }
         l2_normalize_into(values, out, &self.path)
+    }
+}
+
+/// The pixels of an NHWC graph input, in the element type its manifest names.
+#[derive(Debug, Clone, Copy)]
+pub enum PixelSlice<'a> {
+    /// 0..255 as `i32`.
+    I32(&'a [i32]),
+    /// Normalized `f32`.
+    F32(&'a [f32]),
+}
+
+/// A graph with one image input of a fixed shape and one f32 output of a fixed length (the
+/// person/pose model), run by onnxruntime; the pose stage's `--backend ort`.
+pub struct OrtGraph {
+    path: PathBuf,
+    session: Session,
+    shape: [usize; 4],
+    outputs: usize,
+    provider: &'static str,
+}
+
+impl OrtGraph {
+    /// Opens onnxruntime (once per process) and loads the graph; its output must be declared
+    /// as `output_shape` (free dimensions allowed).
+    pub fn load(
+        path: &Path,
+        (input, shape): (&str, [usize; 4]),
+        (output, output_shape): (&str, &[usize]),
+        options: &EncoderOptions,
+    ) -> Result<Self, EncodeError> {
+        let (session, provider, declared) = open_session(
+            path,
+            input,
+            output,
+            options.threads.max(1),
+            options.ort_library.as_deref(),
+            &options.ort.clone().unwrap_or_default(),
+        )?;
+        let fits = declared.len() == output_shape.len()
+            && declared
+                .iter()
+                .zip(output_shape)
+                .all(|(&d, &m)| d < 0 || d == m as i64);
+        if !fits {
+            return Err(EncodeError::Shape(ShapeError {
+                path: path.to_path_buf(),
+                what: "output shape".into(),
+                expected: format!("{output_shape:?}"),
+                found: format!("{declared:?}"),
+            }));
+        }
+        Ok(OrtGraph {
+            path: path.to_path_buf(),
+            session,
+            shape,
+            outputs: output_shape.iter().product(),
+            provider,
+        })
+    }
+
+    /// The provider that runs the graph ("CPU", "CUDA", …).
+    pub fn execution_provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Runs one input; the output values go to `out` (of the output's length).
+    pub fn run(&mut self, pixels: PixelSlice<'_>, out: &mut [f32]) -> Result<(), EncodeError> {
+        let run_err = |e: ort::Error| EncodeError::Run {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let shape = self.shape;
+        crate::vision::memory::for_frames();
+        let outputs = match pixels {
+            PixelSlice::I32(p) => {
+                let input = TensorRef::from_array_view((shape, p)).map_err(run_err)?;
+                self.session.run(ort::inputs![input])
+            }
+            PixelSlice::F32(p) => {
+                let input = TensorRef::from_array_view((shape, p)).map_err(run_err)?;
+                self.session.run(ort::inputs![input])
+            }
+        }
+        .map_err(run_err)?;
+        let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run_err)?;
+        if values.len() != self.outputs || out.len() != self.outputs {
+            return Err(EncodeError::Shape(ShapeError {
+                path: self.path.clone(),
+                what: "output values".into(),
+                expected: format!("{} values", self.outputs),
+                found: format!("{} (buffer {})", values.len(), out.len()),
+            }));
+        }
+        out.copy_from_slice(values);
+        Ok(())
     }
 }
 

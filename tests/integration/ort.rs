@@ -394,3 +394,74 @@ fn issue_17_a_real_openvino_provider_runs_and_agrees_with_cpu() {
         "{stderr}"
     );
 }
+
+/// The pose stage on `--backend ort` (the image encoder's runtime is the person model's too):
+/// the same people, postures and `fallen` verdicts as tract, keypoints within a pixel, on a
+/// standing person and the same photo turned a quarter (lying on the floor).
+#[test]
+fn the_pose_stage_on_the_ort_backend_agrees_with_tract() {
+    let Some(lib) = ort_library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lying = dir.path().join("lying.png");
+    image::open(fixtures().join("photos/person.jpg"))
+        .unwrap()
+        .rotate90()
+        .save(&lying)
+        .unwrap();
+    let classify = |backend: &str| -> Vec<serde_json::Value> {
+        let out = bin()
+            .env("ORT_DYLIB_PATH", &lib)
+            .args(["classify", "--json", "--backend", backend, "--model"])
+            .arg(root().join("models/default"))
+            .arg("--person-model")
+            .arg(root().join("models/person"))
+            .arg("--bank")
+            .arg(root().join("prompts/banks/home.safetensors"))
+            .arg(fixtures().join("photos/person.jpg"))
+            .arg(&lying)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (tract, ort) = (classify("tract"), classify("ort"));
+    assert_eq!(tract.len(), 2);
+    assert_eq!(ort.len(), 2);
+    let fallen: Vec<_> = tract.iter().map(|r| r["fallen"].as_bool()).collect();
+    assert_eq!(fallen, [Some(false), Some(true)], "{tract:?}");
+    for (a, b) in tract.iter().zip(&ort) {
+        assert_eq!(a["fallen"], b["fallen"], "{a}\n{b}");
+        let (pa, pb) = (
+            a["people"].as_array().unwrap(),
+            b["people"].as_array().unwrap(),
+        );
+        assert!(!pa.is_empty(), "{a}");
+        assert_eq!(pa.len(), pb.len(), "{a}\n{b}");
+        for (x, y) in pa.iter().zip(pb) {
+            assert_eq!(x["posture"], y["posture"], "{x}\n{y}");
+            let (kx, ky) = (floats_of(&x["keypoints"]), floats_of(&y["keypoints"]));
+            assert_eq!(kx.len(), ky.len());
+            assert!(max_abs_diff(&kx, &ky) < 1.0, "{x}\n{y}");
+            let (bx, by) = (floats(&x["box"]), floats(&y["box"]));
+            assert!(max_abs_diff(&bx, &by) < 1.0, "{x}\n{y}");
+        }
+    }
+}
+
+/// Every number in a JSON value (a list of keypoint objects or arrays), in order.
+fn floats_of(v: &serde_json::Value) -> Vec<f32> {
+    match v {
+        serde_json::Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        serde_json::Value::Array(a) => a.iter().flat_map(floats_of).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(floats_of).collect(),
+        _ => Vec::new(),
+    }
+}

@@ -29,7 +29,7 @@ use tract_onnx::prelude::*;
 
 use crate::model::BundleError;
 use crate::types::RgbView;
-use crate::vision::encoder::{Device, EncodeError};
+use crate::vision::encoder::{Backend, Device, EncodeError, EncoderOptions};
 use crate::vision::preprocess::PreprocessError;
 use crate::vision::tract::{load_plan, Plan};
 
@@ -181,11 +181,18 @@ impl PoseTimes {
     }
 }
 
+/// What runs the graph: tract's plan, or an onnxruntime session (`--backend ort`).
+enum Runner {
+    Tract(Plan),
+    #[cfg(feature = "ort")]
+    Ort(crate::vision::ort::OrtGraph),
+}
+
 /// The loaded pose model with its reused buffers.
 pub struct PoseEstimator {
     manifest: PersonManifest,
     path: PathBuf,
-    plan: Plan,
+    runner: Runner,
     input: Arc<Tensor>,
     letterbox: Letterbox,
     decoder: Decoder,
@@ -195,10 +202,90 @@ pub struct PoseEstimator {
     load_time: Duration,
 }
 
+/// The bundle's graph in tract on the CPU: its input pinned to the manifest's element type and
+/// shape, optimized, its output checked against the manifest.
+fn tract_plan(bundle: &PersonBundle, threads: usize) -> Result<Plan, PoseError> {
+    let m = &bundle.manifest;
+    let path = bundle.model_path();
+    let dt = match m.model.dtype {
+        ElementType::I32 => i32::datum_type(),
+        ElementType::F32 => f32::datum_type(),
+    };
+    let shape = m.model.shape;
+    let fact = InferenceFact::dt_shape(dt, tvec!(shape[0], shape[1], shape[2], shape[3]));
+    let plan = load_plan(
+        &path,
+        &[(m.model.input.as_str(), fact)],
+        &m.output.name,
+        Device::Cpu,
+        threads,
+    )?;
+    let out = plan
+        .runnable()
+        .output_fact(0)
+        .map_err(|e| EncodeError::Load {
+            path: path.clone(),
+            message: format!("{e:#}"),
+        })?;
+    let concrete = out.shape.as_concrete().map(|s| s.to_vec());
+    if concrete.as_deref() != Some(&m.output.shape[..]) || out.datum_type != f32::datum_type() {
+        return Err(BundleError::Shape(ShapeError {
+            path,
+            what: "optimized output (output.shape, output.dtype)".into(),
+            expected: format!("f32 {:?}", m.output.shape),
+            found: format!("{:?} {:?}", out.datum_type, out.shape),
+        })
+        .into());
+    }
+    Ok(plan)
+}
+
+/// Runs tract's plan on `input`; the output values go to `rows`.
+fn run_tract(
+    plan: &mut Plan,
+    input: &Arc<Tensor>,
+    rows: &mut [f32],
+    path: &std::path::Path,
+) -> Result<(), EncodeError> {
+    let run_err = |e: TractError| EncodeError::Run {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    };
+    crate::vision::memory::for_frames();
+    let outputs = plan
+        .run(tvec!(input.clone().into_tvalue()))
+        .map_err(run_err)?;
+    let plain = outputs[0].try_as_plain_ram().map_err(run_err)?;
+    let values = plain.as_slice::<f32>().map_err(run_err)?;
+    if values.len() != rows.len() {
+        return Err(EncodeError::Shape(ShapeError {
+            path: path.to_path_buf(),
+            what: "output values".into(),
+            expected: format!("{} (output.shape)", rows.len()),
+            found: values.len().to_string(),
+        }));
+    }
+    rows.copy_from_slice(values);
+    Ok(())
+}
+
 impl PoseEstimator {
-    /// Loads the bundle's graph on the CPU with its input pinned to the manifest's element
-    /// type and shape, optimized, its matrix products on `threads` threads.
+    /// Loads the bundle's graph with tract on the CPU, its matrix products on `threads`
+    /// threads ([`PoseEstimator::load_with`] with the default options otherwise).
     pub fn load(bundle: &PersonBundle, threads: usize) -> Result<Self, PoseError> {
+        Self::load_with(
+            bundle,
+            &EncoderOptions {
+                threads,
+                ..EncoderOptions::default()
+            },
+        )
+    }
+
+    /// Loads the bundle's graph on the runtime `options` names, as the image encoder's: tract
+    /// (on the CPU, its input pinned to the manifest's element type and shape, optimized) or
+    /// onnxruntime on its execution providers. Its output must be the manifest's.
+    pub fn load_with(bundle: &PersonBundle, options: &EncoderOptions) -> Result<Self, PoseError> {
         let start = Instant::now();
         let m = &bundle.manifest;
         let path = bundle.model_path();
@@ -206,30 +293,31 @@ impl PoseEstimator {
             path: path.clone(),
             message: format!("{e:#}"),
         };
-        let dt = match m.model.dtype {
-            ElementType::I32 => i32::datum_type(),
-            ElementType::F32 => f32::datum_type(),
-        };
         let shape = m.model.shape;
-        let fact = InferenceFact::dt_shape(dt, tvec!(shape[0], shape[1], shape[2], shape[3]));
-        let plan = load_plan(
-            &path,
-            &[(m.model.input.as_str(), fact)],
-            &m.output.name,
-            Device::Cpu,
-            threads,
-        )?;
-        let out = plan.runnable().output_fact(0).map_err(load_err)?;
-        let concrete = out.shape.as_concrete().map(|s| s.to_vec());
-        if concrete.as_deref() != Some(&m.output.shape[..]) || out.datum_type != f32::datum_type() {
-            return Err(BundleError::Shape(ShapeError {
-                path,
-                what: "optimized output (output.shape, output.dtype)".into(),
-                expected: format!("f32 {:?}", m.output.shape),
-                found: format!("{:?} {:?}", out.datum_type, out.shape),
-            })
-            .into());
-        }
+        let runner = match options.backend {
+            Backend::Tract if options.ort.is_some() => {
+                return Err(EncodeError::ProvidersNeedOrt {
+                    backend: Backend::Tract.as_str(),
+                }
+                .into())
+            }
+            Backend::Tract => Runner::Tract(tract_plan(bundle, options.threads)?),
+            #[cfg(feature = "ort")]
+            Backend::Ort => Runner::Ort(crate::vision::ort::OrtGraph::load(
+                &path,
+                (m.model.input.as_str(), shape),
+                (m.output.name.as_str(), &m.output.shape),
+                options,
+            )?),
+            #[cfg(not(feature = "ort"))]
+            Backend::Ort => {
+                return Err(EncodeError::NotCompiled {
+                    what: "onnxruntime",
+                    feature: "ort",
+                }
+                .into())
+            }
+        };
         let input = match m.model.dtype {
             ElementType::I32 => Tensor::zero::<i32>(&shape),
             ElementType::F32 => Tensor::zero::<f32>(&shape),
@@ -242,15 +330,16 @@ impl PoseEstimator {
         let rows = decoder.layout.rows * decoder.layout.row_len;
         let load_time = start.elapsed();
         log::info!(
-            "loaded {} ({} threads) in {load_time:.2?}",
+            "loaded {} ({}, {} threads) in {load_time:.2?}",
             path.display(),
-            threads.max(1)
+            options.backend.as_str(),
+            options.threads.max(1)
         );
         Ok(PoseEstimator {
             letterbox: Letterbox::new(m),
             manifest: m.clone(),
             path,
-            plan,
+            runner,
             input: Arc::new(input),
             decoder,
             rows: vec![0.0; rows],
@@ -273,32 +362,29 @@ impl PoseEstimator {
         };
         self.fill_input().map_err(|e| run_err(&self.path, e))?;
         let t1 = Instant::now();
-        crate::vision::memory::for_frames();
-        let outputs = self
-            .plan
-            .run(tvec!(self.input.clone().into_tvalue()))
-            .map_err(|e| run_err(&self.path, e))?;
-        let plain = outputs[0]
-            .try_as_plain_ram()
-            .map_err(|e| run_err(&self.path, e))?;
-        let values = plain
-            .as_slice::<f32>()
-            .map_err(|e| run_err(&self.path, e))?;
-        if values.len() != self.rows.len() {
-            return Err(EncodeError::Shape(ShapeError {
-                path: self.path.clone(),
-                what: "output values".into(),
-                expected: format!(
-                    "{} (output.shape {:?})",
-                    self.rows.len(),
-                    self.manifest.output.shape
-                ),
-                found: values.len().to_string(),
-            })
-            .into());
+        match &mut self.runner {
+            Runner::Tract(plan) => run_tract(plan, &self.input, &mut self.rows, &self.path)?,
+            #[cfg(feature = "ort")]
+            Runner::Ort(graph) => {
+                let input = self
+                    .input
+                    .try_as_plain_ram()
+                    .map_err(|e| run_err(&self.path, e))?;
+                let pixels = match self.manifest.model.dtype {
+                    ElementType::I32 => crate::vision::ort::PixelSlice::I32(
+                        input
+                            .as_slice::<i32>()
+                            .map_err(|e| run_err(&self.path, e))?,
+                    ),
+                    ElementType::F32 => crate::vision::ort::PixelSlice::F32(
+                        input
+                            .as_slice::<f32>()
+                            .map_err(|e| run_err(&self.path, e))?,
+                    ),
+                };
+                graph.run(pixels, &mut self.rows)?;
+            }
         }
-        self.rows.copy_from_slice(values);
-        drop(outputs);
         let t2 = Instant::now();
         self.decoder.decode(&self.rows, &geometry, &mut self.people);
         self.times = PoseTimes {
