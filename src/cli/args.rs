@@ -141,7 +141,8 @@ pub struct EvalArgs {
 /// Where and how the image encoder runs; the same flags for every command.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct EncoderArgs {
-    /// The runtime: `tract` (default) or `ort` (onnxruntime from ORT_DYLIB_PATH).
+    /// The runtime of the image encoder and the person model: `tract` (default) or `ort`
+    /// (onnxruntime from ORT_DYLIB_PATH).
     #[arg(long, value_parser = parse_name::<Backend>)]
     pub backend: Option<Backend>,
     /// Where tract runs the encoder: `cpu` or `cuda` (needs the `cuda` feature).

@@ -124,7 +124,7 @@ pub struct RunConfig {
     pub model: Option<PathBuf>,
     /// Where the image encoder runs: `cpu` or `cuda` (`--device`; `cuda` needs the feature).
     pub device: Device,
-    /// The image encoder's runtime: `tract` or `ort` (`--backend`).
+    /// The runtime of the image encoder and the person model: `tract` or `ort` (`--backend`).
     pub backend: Backend,
     /// The person/pose model bundle (`--person-model`): people, posture and falls.
     pub person_model: Option<PathBuf>,
