@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::decide::{still_scene, DecisionConfig, LabelInfo};
+use crate::decide::{still_scene_with_people, DecisionConfig, LabelInfo, StillPeople};
 use crate::matching::Matcher;
 use crate::prompts::bank::Bank;
 use crate::prompts::calibrate::{
@@ -355,11 +355,15 @@ pub fn pose_report(photos: &[Photo], verdicts: &[PoseVerdict]) -> PoseReport {
 }
 
 /// Evaluates `banks` on `photos` whose unit image embeddings are `embeddings`. With `folds`,
-/// every bank is recalibrated on the other folds by `rule` before a fold is scored.
+/// every bank is recalibrated on the other folds by `rule` before a fold is scored. With
+/// `people` (one per photo, from a person model), people are said as `run` says them then:
+/// by the pose stage instead of the banks' person labels, and a people sentence counts as
+/// saying the banks' `person` label.
 pub fn evaluate(
     banks: &[Bank],
     photos: &[Photo],
     embeddings: &[Vec<f32>],
+    people: Option<&[StillPeople]>,
     folds: Option<usize>,
     rule: &PrecisionRule,
     decision: DecisionConfig,
@@ -369,12 +373,18 @@ pub fn evaluate(
     let mut scores = Scores::default();
     let mut score_fold = |matcher: &mut Matcher, members: &[usize], said: &mut Vec<Vec<usize>>| {
         let labels = matcher.labels();
+        let person = labels
+            .iter()
+            .position(|l| l.category == Category::Person && l.label == "person");
         for &i in members {
             matcher.score(&embeddings[i], &mut scores);
-            said[i] = still_scene(decision, labels.clone(), &scores)
-                .into_iter()
-                .map(|s| s.index)
-                .collect();
+            let posed = people.map(|p| &p[i]);
+            let (by_banks, by_pose) =
+                still_scene_with_people(decision, labels.clone(), &scores, posed);
+            said[i] = by_banks.into_iter().map(|s| s.index).collect();
+            if let (Some(person), false) = (person, by_pose.is_empty()) {
+                said[i].push(person);
+            }
         }
     };
     match folds {

@@ -11,8 +11,10 @@ use anyhow::Result;
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::ClassifyArgs;
 use crate::cli::{encoder_options, load_model};
-use crate::decide::{still_scene, DecisionConfig};
+use crate::decide::people::PeopleConfig;
+use crate::decide::{still_scene_with_people, DecisionConfig, StillPeople};
 use crate::matching::{rank, Matcher};
+use crate::types::Kind;
 use crate::types::Scores;
 use crate::vision::pose::{context_margin, furniture_veto, People};
 
@@ -24,6 +26,8 @@ struct PoseLine {
     fallen: bool,
     /// The same, for the text line.
     text: String,
+    /// What `run` would say of them on a still scene.
+    still: StillPeople,
 }
 
 /// Rounds to `decimals` places for short JSON numbers (pixels to 1, scores to 3).
@@ -66,6 +70,7 @@ fn pose_line(people: &People, vetoed: bool) -> PoseLine {
     // a fall.
     let fallen = people.fallen() && !vetoed;
     PoseLine {
+        still: StillPeople::of(PeopleConfig::default(), people, vetoed),
         people: serde_json::Value::Array(json),
         fallen,
         text: format!(
@@ -152,8 +157,15 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
             }
         }
         if args.json {
-            // What `run` would say if the camera held this image still.
-            let said: Vec<_> = still_scene(decision, labels.clone(), &scores)
+            // What `run` would say if the camera held this image still (with a person model,
+            // people are said by the pose stage instead of the banks' person labels).
+            let (bank_said, people_said) = still_scene_with_people(
+                decision,
+                labels.clone(),
+                &scores,
+                people.as_ref().map(|p| &p.still),
+            );
+            let mut said: Vec<_> = bank_said
                 .into_iter()
                 .map(|s| {
                     let l = &labels[s.index];
@@ -164,6 +176,13 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                     })
                 })
                 .collect();
+            said.extend(people_said.into_iter().map(|u| {
+                let (label, category) = match u.kind {
+                    Kind::Hazard => ("person lying", "hazard"),
+                    _ => ("person", "person"),
+                };
+                serde_json::json!({"label": label, "category": category, "sentence": u.text})
+            }));
             let mut line = serde_json::json!({"image": path, "labels": ranked, "said": said});
             if let Some(p) = &people {
                 line["people"] = p.people.clone();

@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use crate::capture::decode::{decode_file, DecodeLimits};
 use crate::cli::args::EvalArgs;
 use crate::cli::{encoder_options, load_model, progress_bar};
-use crate::decide::DecisionConfig;
+use crate::decide::people::PeopleConfig;
+use crate::decide::{DecisionConfig, StillPeople};
 use crate::eval::teach::{study, text_rows, StudyConfig, StudyReport, Summary};
 use crate::eval::yolo::{embed_crops, read_dataset};
 use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report};
@@ -38,6 +39,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let bar = progress_bar(photos.len(), "photos");
     let mut embeddings = Vec::with_capacity(photos.len());
     let mut verdicts = Vec::new();
+    let mut still_people = Vec::new();
     let mut matcher = Matcher::new(banks.clone());
     let labels = matcher.labels();
     let mut scores = Scores::default();
@@ -51,6 +53,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             let vetoed = context_margin(&labels, &scores, pose.manifest())
                 .is_some_and(|m| furniture_veto(m, pose.manifest()));
             let people = pose.people();
+            still_people.push(StillPeople::of(PeopleConfig::default(), people, vetoed));
             verdicts.push(PoseVerdict {
                 people: people.present().count(),
                 posture: people.present().next().map(|p| p.posture),
@@ -65,6 +68,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         &banks,
         &photos,
         &embeddings,
+        pose.is_some().then_some(&still_people[..]),
         args.folds,
         &PrecisionRule::default(),
         DecisionConfig::default(),

@@ -517,11 +517,61 @@ pub struct Said {
 /// live run ([`DecisionEngine::observe_matched`]), so `classify` and `eval` report what `run`
 /// would say. Announcement order: hazards first, then by priority.
 pub fn still_scene(config: DecisionConfig, labels: Vec<LabelInfo>, scores: &Scores) -> Vec<Said> {
+    still_scene_with_people(config, labels, scores, None).0
+}
+
+/// The pose stage's view of one still image, for [`still_scene_with_people`]: the people in
+/// view by direction, and where someone lies as after a fall (context veto applied).
+#[derive(Debug, Clone)]
+pub struct StillPeople {
+    /// How people are said (`[people]`).
+    pub config: people::PeopleConfig,
+    /// The direction of each person in view.
+    pub directions: Vec<crate::vision::pose::Direction>,
+    /// Where someone lies on the floor, if anyone does.
+    pub lying: Option<crate::vision::pose::Direction>,
+}
+
+impl StillPeople {
+    /// The present people of one pose estimate; `vetoed`: the image context says bed or sofa,
+    /// so no one counts as lying on the floor (as the pipeline judges a frame).
+    pub fn of(
+        config: people::PeopleConfig,
+        people: &crate::vision::pose::People,
+        vetoed: bool,
+    ) -> Self {
+        let fallen = people.fallen() && !vetoed;
+        StillPeople {
+            config,
+            directions: people.present().map(|p| p.direction).collect(),
+            lying: people
+                .present()
+                .find(|p| fallen && p.posture == crate::vision::pose::Posture::Lying)
+                .map(|p| p.direction),
+        }
+    }
+}
+
+/// [`still_scene`] as `run` with a person model and `people.announce` on: the banks' person
+/// labels stay silent, and the pose stage's people sentences ([`people::PeopleSpeech`], same
+/// frames) are said instead. Returns the labels said and the people sentences (the lying
+/// hazard first); without `people`, the same as [`still_scene`] and no sentences.
+pub fn still_scene_with_people(
+    config: DecisionConfig,
+    labels: Vec<LabelInfo>,
+    scores: &Scores,
+    people: Option<&StillPeople>,
+) -> (Vec<Said>, Vec<Utterance>) {
     /// The replay's frame interval, seconds.
     const STEP_S: f64 = 0.1;
-    let end = config.window_s + config.dwell_s.max(config.hazard_dwell_s) + STEP_S;
+    let mut end = config.window_s + config.dwell_s.max(config.hazard_dwell_s) + STEP_S;
     let mut engine = DecisionEngine::new(config, labels);
-    let mut said = Vec::new();
+    let mut speech = people.map(|p| {
+        engine.leave_people_to_pose();
+        end = end.max(p.config.dwell_s.max(p.config.lying_dwell_s) + STEP_S);
+        people::PeopleSpeech::new(p.config.clone())
+    });
+    let (mut said, mut sentences) = (Vec::new(), Vec::new());
     let mut t = 0.0;
     while t <= end {
         engine.observe_matched(t, scores);
@@ -531,9 +581,12 @@ pub fn still_scene(config: DecisionConfig, labels: Vec<LabelInfo>, scores: &Scor
                 sentence: engine.sentence(i),
             });
         }
+        if let (Some(speech), Some(p)) = (speech.as_mut(), people) {
+            sentences.extend(speech.observe(t, &p.directions, p.lying));
+        }
         t += STEP_S;
     }
-    said
+    (said, sentences)
 }
 
 /// "a bus", "an apple", "stairs": a label as a noun phrase for a sentence.

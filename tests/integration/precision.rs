@@ -15,9 +15,14 @@ fn bank(name: &str) -> PathBuf {
 }
 
 fn said_by_classify(photo: &PathBuf, banks: &[&str]) -> Vec<Value> {
+    said_by_classify_with(photo, banks, &[])
+}
+
+fn said_by_classify_with(photo: &PathBuf, banks: &[&str], extra: &[&str]) -> Vec<Value> {
     let mut cmd = bin();
     cmd.args(["classify", "--json", "--top", "1", "--model"])
-        .arg(root().join("models/default"));
+        .arg(root().join("models/default"))
+        .args(extra);
     for b in banks {
         cmd.arg("--bank").arg(bank(b));
     }
@@ -109,6 +114,49 @@ fn classify_said_agrees_with_run_on_a_still_scene() {
         spoke_something,
         "neither photo made the device say anything"
     );
+}
+
+/// With the person model, as in `run`, people are said by the pose stage ("Person ahead.",
+/// and someone lying on the ground as a hazard) instead of the banks' placeless "Person.":
+/// `classify --json`'s `said` and `run`'s transcript agree on a standing person and on the
+/// same photo turned a quarter.
+#[test]
+fn with_a_person_model_classify_says_the_people_sentences_that_run_says() {
+    let banks = ["objects", "hazards"];
+    let person_model = root().join("models/person");
+    let extra = ["--person-model", person_model.to_str().unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let standing = fixtures().join("photos/person.jpg");
+    let lying = dir.path().join("lying.jpg");
+    image::open(&standing)
+        .unwrap()
+        .rotate90()
+        .to_rgb8()
+        .save(&lying)
+        .unwrap();
+    for (photo, hazard) in [(&standing, false), (&lying, true)] {
+        let said = said_by_classify_with(photo, &banks, &extra);
+        let mut sentences: Vec<String> = said
+            .iter()
+            .map(|s| s["sentence"].as_str().unwrap().to_string())
+            .collect();
+        assert!(sentences.contains(&"Person ahead.".to_string()), "{said:?}");
+        assert!(!sentences.contains(&"Person.".to_string()), "{said:?}");
+        assert_eq!(
+            sentences[0] == "Someone is lying on the ground ahead.",
+            hazard,
+            "{said:?}"
+        );
+        let mut spoken = said_by_run(photo, &banks, &extra);
+        assert_eq!(
+            spoken.first(),
+            sentences.first(),
+            "hazard first: {spoken:?}"
+        );
+        spoken.sort();
+        sentences.sort();
+        assert_eq!(spoken, sentences, "{}", photo.display());
+    }
 }
 
 /// A bank whose hazard no calibration photo shows: with the default config the hazard is
@@ -260,4 +308,73 @@ fn the_committed_banks_match_what_make_banks_writes() {
             committed.vocabulary().map(<[f32]>::len)
         );
     }
+}
+
+/// `eval --person-model` counts people as `run` says them: the pose stage's sentence counts as
+/// saying "person" (and is checked against the photo's labels like any label), the banks' own
+/// "person" stays silent. Four calibration photos, the banks' own calibration.
+#[test]
+fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let calibration = root().join("prompts/calibration");
+    let ids = [
+        "000000000136",
+        "000000000394",
+        "000000000471",
+        "000000000474",
+    ];
+    let labels = std::fs::read_to_string(calibration.join("labels.tsv")).unwrap();
+    let mine: Vec<&str> = labels
+        .lines()
+        .filter(|l| ids.iter().any(|id| l.starts_with(id)))
+        .collect();
+    assert_eq!(mine.len(), 4);
+    std::fs::write(dir.path().join("labels.tsv"), mine.join("\n") + "\n").unwrap();
+    for id in ids {
+        let name = format!("{id}.jpg");
+        std::fs::copy(calibration.join(&name), dir.path().join(&name)).unwrap();
+    }
+    let eval = |extra: &[&str]| -> Value {
+        let mut cmd = bin();
+        cmd.args(["eval", "--json", "--per-photo", "--model"])
+            .arg(root().join("models/default"))
+            .args(extra)
+            .arg("--labels")
+            .arg(dir.path());
+        for b in ["objects", "hazards"] {
+            cmd.arg("--bank").arg(bank(b));
+        }
+        serde_json::from_slice(&run_ok(&mut cmd).stdout).unwrap()
+    };
+    let photo = |report: &Value, id: &str, key: &str| -> Vec<String> {
+        let p = report["per_photo"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["file"] == format!("{id}.jpg"))
+            .unwrap();
+        p[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let person_model = root().join("models/person");
+    let (without, with) = (
+        eval(&[]),
+        eval(&["--person-model", person_model.to_str().unwrap()]),
+    );
+    // The boy with a glove: the banks say nothing; the pose stage says a person.
+    assert!(photo(&without, "000000000474", "said").is_empty());
+    assert_eq!(photo(&with, "000000000474", "said"), ["person"]);
+    // The bus: the hazard and the bus as before, then the person by the pose stage.
+    assert_eq!(
+        photo(&with, "000000000471", "said"),
+        ["vehicle close ahead", "bus", "person"]
+    );
+    // The dog photo has no person: the pose stage's false person is counted as wrong.
+    assert_eq!(photo(&with, "000000000394", "wrong"), ["person"]);
+    assert_eq!(with["precision"]["hits"], 5);
+    assert_eq!(with["precision"]["total"], 6);
 }
