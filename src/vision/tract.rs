@@ -183,6 +183,14 @@ fn cuda_plan(_model: InferenceModel, _path: &Path) -> Result<Plan, EncodeError> 
     Err(not_compiled(Device::Cuda))
 }
 
+/// The optimized plan's output fact; a load error naming the file.
+pub(crate) fn output_fact(plan: &Plan, path: &Path) -> Result<TypedFact, EncodeError> {
+    plan.runnable()
+        .output_fact(0)
+        .cloned()
+        .map_err(|e| load_error(path, e))
+}
+
 /// Checks that the optimized plan's output is `[rows, dim]`; `dim: None` accepts any and
 /// returns it.
 pub(crate) fn check_output(
@@ -191,13 +199,7 @@ pub(crate) fn check_output(
     rows: usize,
     dim: Option<usize>,
 ) -> Result<usize, EncodeError> {
-    let fact = plan
-        .runnable()
-        .output_fact(0)
-        .map_err(|e| EncodeError::Load {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+    let fact = output_fact(plan, path)?;
     let found = fact.shape.as_concrete().map(|s| s.to_vec());
     match (found.as_deref(), dim) {
         (Some(&[r, d]), Some(dim)) if r == rows && d == dim => Ok(d),

@@ -25,24 +25,26 @@ fn ort_library() -> Option<PathBuf> {
 }
 
 fn classify(backend: &str, lib: &PathBuf) -> Vec<serde_json::Value> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--top".into(), "3".into(), "--bank".into()];
+    args.push(root().join("prompts/banks/coco80.safetensors").into());
+    args.extend(
+        ["dog.jpg", "bus.jpg", "giraffe.jpg", "person.jpg"]
+            .map(|p| fixtures().join("photos").join(p).into_os_string()),
+    );
+    classify_lines(backend, lib, &args)
+}
+
+/// `classify --json --backend BACKEND --model models/default ARGS...`: one JSON value a line.
+fn classify_lines(
+    backend: &str,
+    lib: &PathBuf,
+    args: &[std::ffi::OsString],
+) -> Vec<serde_json::Value> {
     let out = bin()
         .env("ORT_DYLIB_PATH", lib)
-        .args([
-            "classify",
-            "--json",
-            "--top",
-            "3",
-            "--backend",
-            backend,
-            "--model",
-        ])
+        .args(["classify", "--json", "--backend", backend, "--model"])
         .arg(root().join("models/default"))
-        .arg("--bank")
-        .arg(root().join("prompts/banks/coco80.safetensors"))
-        .args(
-            ["dog.jpg", "bus.jpg", "giraffe.jpg", "person.jpg"]
-                .map(|p| fixtures().join("photos").join(p)),
-        )
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -408,30 +410,15 @@ fn the_pose_stage_on_the_ort_backend_agrees_with_tract() {
         .rotate90()
         .save(&lying)
         .unwrap();
-    let classify = |backend: &str| -> Vec<serde_json::Value> {
-        let out = bin()
-            .env("ORT_DYLIB_PATH", &lib)
-            .args(["classify", "--json", "--backend", backend, "--model"])
-            .arg(root().join("models/default"))
-            .arg("--person-model")
-            .arg(root().join("models/person"))
-            .arg("--bank")
-            .arg(root().join("prompts/banks/home.safetensors"))
-            .arg(fixtures().join("photos/person.jpg"))
-            .arg(&lying)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{backend}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let args: Vec<std::ffi::OsString> = vec![
+        "--person-model".into(),
+        root().join("models/person").into(),
+        "--bank".into(),
+        root().join("prompts/banks/home.safetensors").into(),
+        fixtures().join("photos/person.jpg").into(),
+        lying.into(),
+    ];
+    let classify = |backend: &str| classify_lines(backend, &lib, &args);
     let (tract, ort) = (classify("tract"), classify("ort"));
     assert_eq!(tract.len(), 2);
     assert_eq!(ort.len(), 2);

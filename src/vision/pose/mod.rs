@@ -31,7 +31,7 @@ use crate::model::BundleError;
 use crate::types::RgbView;
 use crate::vision::encoder::{Backend, Device, EncodeError, EncoderOptions};
 use crate::vision::preprocess::PreprocessError;
-use crate::vision::tract::{load_plan, Plan};
+use crate::vision::tract::{load_plan, output_fact, Plan};
 
 pub use decode::iou;
 pub use letterbox::{Geometry, Letterbox};
@@ -220,13 +220,7 @@ fn tract_plan(bundle: &PersonBundle, threads: usize) -> Result<Plan, PoseError> 
         Device::Cpu,
         threads,
     )?;
-    let out = plan
-        .runnable()
-        .output_fact(0)
-        .map_err(|e| EncodeError::Load {
-            path: path.clone(),
-            message: format!("{e:#}"),
-        })?;
+    let out = output_fact(&plan, &path)?;
     let concrete = out.shape.as_concrete().map(|s| s.to_vec());
     if concrete.as_deref() != Some(&m.output.shape[..]) || out.datum_type != f32::datum_type() {
         return Err(BundleError::Shape(ShapeError {
