@@ -2,10 +2,10 @@
 //!
 //! The data flows one way, one stage per module, in this order:
 //!
-//! 1. [`capture`]: frame sources (camera, image folders) and image decoding → [`capture::Frame`].
+//! 1. [`capture`]: frame sources (camera, image folders) and image decoding → [`types::Frame`].
 //! 2. [`vision`]: the change gate, preprocessing and the image encoder → an embedding.
 //! 3. [`matching`]: the embedding against the prompt banks → calibrated scores.
-//! 4. [`decide`]: scores over time → what is worth saying ([`decide::Utterance`]).
+//! 4. [`decide`]: scores over time → what is worth saying ([`types::Utterance`]).
 //! 5. [`speech`]: the speech queue and the speakers.
 //!
 //! [`pipeline`] wires those stages into the live loop; [`controls`] brings the user's

@@ -152,7 +152,7 @@ pub struct EncoderArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// With `--backend ort`: an onnxruntime execution provider, in order of preference
-    /// (repeatable): tensorrt, cuda, openvino[:DEVICE], qnn, xnnpack, acl, cpu (default cpu).
+    /// (repeatable): tensorrt, cuda, `openvino[:DEVICE]`, qnn, xnnpack, acl, cpu (default cpu).
     #[arg(long = "ep", value_name = "NAME", value_parser = parse_name::<ExecutionProvider>)]
     pub ep: Vec<ExecutionProvider>,
     /// With `--backend ort`: `prefer` (default: skip a provider the library lacks, with a

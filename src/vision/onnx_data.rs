@@ -4,7 +4,7 @@
 //! builds its tensors from them (a second copy), so loading peaks at twice the file size: a
 //! 350 MB ViT-B/32 needs 700 MB before it runs in 370. ONNX's "external data" avoids that:
 //! a tensor may say that its bytes lie at an offset of a file, and tract then reads each
-//! tensor from there on its own. [`weights_by_reference`] rewrites the file's protobuf on the
+//! tensor from there on its own. `weights_by_reference` rewrites the file's protobuf on the
 //! fly, without its large initializers' bytes, each replaced by a reference to where those bytes
 //! already lie in the file itself. The file on disk is not changed and needs no other form.
 //!
@@ -44,7 +44,7 @@ pub(crate) fn weights_by_reference(path: &Path) -> io::Result<Option<Vec<u8>>> {
     slim_model_proto(BufReader::with_capacity(1 << 16, file), len, location)
 }
 
-/// [`weights_by_reference`] on any seekable source of `len` bytes, whose references name
+/// `weights_by_reference` on any seekable source of `len` bytes, whose references name
 /// `location`. `None`: nothing to move, or not the expected layout. Errors are I/O errors.
 pub fn slim_model_proto<R: Read + Seek>(
     source: R,

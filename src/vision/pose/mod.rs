@@ -3,7 +3,8 @@
 //!
 //! One ONNX graph (`models/person`, MoveNet MultiPose) read through its manifest
 //! ([`PersonManifest`], `model.toml`): [`PersonBundle::load`] checks the file and the graph,
-//! [`PoseEstimator::load`] pins the input and optimizes it with tract, and
+//! [`PoseEstimator::load_with`] loads it on the image encoder's runtime (tract: the input
+//! pinned and the graph optimized; or onnxruntime, `--backend ort`), and
 //! [`PoseEstimator::estimate`] letterboxes the frame into a reused tensor, runs it and decodes
 //! the rows into [`People`] by the model card's rules (`models/person/README.md`, "How
 //! clipsight reads this model"; `models/person_eval.py` is the executable reference). Every
