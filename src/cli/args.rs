@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::decide::Verbosity;
+use crate::prompts::calibrate::PrecisionRule;
 use crate::speech::SpeakerKind;
 use crate::vision::encoder::{Backend, Device, ExecutionProvider, ProviderPolicy};
 
@@ -107,6 +108,9 @@ pub struct EvalArgs {
     /// Cross-validate: recalibrate the banks on K−1 folds and score the held-out one.
     #[arg(long)]
     pub folds: Option<usize>,
+    /// With `--folds`: how the folds' banks are recalibrated (as `embed-prompts` would).
+    #[command(flatten)]
+    pub rule: RuleArgs,
     /// A person/pose bundle (`models/person`): also score people, posture and `fallen`
     /// against the classes fallen, upright, sitting, lying_bed and empty.
     #[arg(long)]
@@ -136,6 +140,33 @@ pub struct EvalArgs {
     /// Where and how the image encoder runs.
     #[command(flatten)]
     pub encoder: EncoderArgs,
+}
+
+/// How a label's threshold is chosen from calibration photos ([`PrecisionRule`]); the same
+/// flags for `embed-prompts` and `eval --folds`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// The precision each label's threshold aims at on the calibration photos.
+    #[arg(long, default_value_t = PrecisionRule::default().target_precision)]
+    pub target_precision: f32,
+    /// No threshold below this many standard deviations above a label's negatives.
+    #[arg(long, default_value_t = PrecisionRule::default().floor_z)]
+    pub floor_z: f32,
+    /// Calibration photos that must show a label for it to be validated.
+    #[arg(long, default_value_t = PrecisionRule::default().min_positives)]
+    pub min_positives: usize,
+}
+
+impl RuleArgs {
+    /// The rule these flags give.
+    pub fn rule(&self) -> PrecisionRule {
+        PrecisionRule {
+            target_precision: self.target_precision,
+            floor_z: self.floor_z,
+            min_positives: self.min_positives,
+            ..PrecisionRule::default()
+        }
+    }
 }
 
 /// Where and how the image encoder runs; the same flags for every command.
@@ -260,15 +291,9 @@ pub struct EmbedArgs {
     /// A folder of labelled reference photos with a labels.tsv, for the thresholds.
     #[arg(long)]
     pub calibration: PathBuf,
-    /// The precision each label's threshold aims at on the calibration photos.
-    #[arg(long, default_value_t = 0.75)]
-    pub target_precision: f32,
-    /// No threshold below this many standard deviations above a label's negatives.
-    #[arg(long, default_value_t = 1.0)]
-    pub floor_z: f32,
-    /// Calibration photos that must show a label for it to be validated.
-    #[arg(long, default_value_t = 2)]
-    pub min_positives: usize,
+    /// How each label's threshold is chosen.
+    #[command(flatten)]
+    pub rule: RuleArgs,
     /// A prompt set of a broad vocabulary (`prompts/vocabulary.toml`) stored in the bank for
     /// matching's gate; without it the bank has no gate.
     #[arg(long)]
@@ -335,4 +360,42 @@ pub struct BenchArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval_rule(extra: &[&str]) -> PrecisionRule {
+        let base = [
+            "clipsight",
+            "eval",
+            "--model",
+            "m",
+            "--bank",
+            "b",
+            "--labels",
+            "l",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra)).expect("parses");
+        match cli.command {
+            Command::Eval(args) => args.rule.rule(),
+            _ => panic!("not eval"),
+        }
+    }
+
+    #[test]
+    fn eval_folds_recalibrate_with_the_rule_embed_prompts_uses() {
+        assert_eq!(eval_rule(&[]), PrecisionRule::default());
+        let rule = eval_rule(&[
+            "--folds",
+            "5",
+            "--target-precision",
+            "0.6",
+            "--floor-z",
+            "0.5",
+        ]);
+        assert_eq!((rule.target_precision, rule.floor_z), (0.6, 0.5));
+        assert_eq!(rule.fallback_z, PrecisionRule::default().fallback_z);
+    }
 }

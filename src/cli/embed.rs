@@ -8,7 +8,7 @@ use crate::cli::args::EmbedArgs;
 use crate::cli::progress_bar;
 use crate::model::Bundle;
 use crate::prompts::build::{build_bank, read_vocabulary, Phase};
-use crate::prompts::calibrate::{read_references, PrecisionRule};
+use crate::prompts::calibrate::read_references;
 use crate::prompts::text_encoder::TractTextEncoder;
 use crate::prompts::PromptSet;
 use crate::vision::encoder::EncoderOptions;
@@ -36,12 +36,7 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
         &set,
         &vocabulary,
         &refs,
-        &PrecisionRule {
-            target_precision: args.target_precision,
-            floor_z: args.floor_z,
-            min_positives: args.min_positives,
-            ..PrecisionRule::default()
-        },
+        &args.rule.rule(),
         &mut |phase, done, total| match phase {
             Phase::Prompts => prompts_bar.set_position(done as u64),
             Phase::Vocabulary => {

@@ -19,7 +19,7 @@ use crate::eval::yolo::{embed_crops, read_dataset};
 use crate::eval::{evaluate, pose_report, read_photos, PoseVerdict, Rate, Report};
 use crate::matching::Matcher;
 use crate::prompts::build::embed_photos;
-use crate::prompts::calibrate::{read_references, PrecisionRule};
+use crate::prompts::calibrate::read_references;
 use crate::types::Scores;
 use crate::vision::pose::{context_margin, furniture_veto};
 
@@ -70,7 +70,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         &embeddings,
         pose.is_some().then_some(&still_people[..]),
         args.folds,
-        &PrecisionRule::default(),
+        &args.rule.rule(),
         DecisionConfig::default(),
     )?;
     if pose.is_some() {
