@@ -108,7 +108,9 @@ pub struct EvalArgs {
     /// Cross-validate: recalibrate the banks on K−1 folds and score the held-out one.
     #[arg(long)]
     pub folds: Option<usize>,
-    /// With `--folds`: how the folds' banks are recalibrated (as `embed-prompts` would).
+    /// How thresholds are chosen where this command calibrates (as `embed-prompts` does): the
+    /// folds' banks with `--folds`, both methods with `--teach`. Without either, the banks'
+    /// own thresholds are scored and these flags change nothing.
     #[command(flatten)]
     pub rule: RuleArgs,
     /// A person/pose bundle (`models/person`): also score people, posture and `fallen`

@@ -213,6 +213,7 @@ fn run_teach(args: &EvalArgs, dataset: &Path) -> Result<ExitCode> {
         splits: args.teach_splits,
         labels: args.teach_labels,
         shots: args.teach_shots.clone(),
+        rule: args.rule.rule(),
         ..StudyConfig::default()
     };
     let report = study(
