@@ -2,7 +2,9 @@
 //! how that compares with their labels.
 //!
 //! Input: image embeddings of labelled photos ([`Photo`], read by [`read_photos`] from a
-//! folder's `labels.tsv` in either of two formats, plus an optional `dominant.tsv`), the loaded
+//! folder's `labels.tsv` in either of two formats, plus an optional `dominant.tsv`; in the
+//! falls-style `file`/`class` table, a photo of a person's class also gets the label
+//! `person`), the loaded
 //! banks, and optionally a fold count for cross-validation. For each photo it computes what
 //! the engine would say if the camera held that photo still ([`crate::decide::still_scene`],
 //! the live run's own code path) and counts, per label and overall:
@@ -146,13 +148,19 @@ fn read_class_table(
         // The photos sit beside the table, or in its `images/` folder.
         let beside = dir.join(file);
         let in_images = dir.join("images").join(file);
+        let class = class.to_lowercase();
+        // A photo of a fall, of someone up, sitting or lying in bed shows a person: the
+        // banks' `person` label can then be checked on it.
+        let person = PERSON_CLASSES
+            .contains(&class.as_str())
+            .then(|| PERSON_LABEL.to_string());
         out.push(Reference {
             path: if !beside.exists() && in_images.exists() {
                 in_images
             } else {
                 beside
             },
-            labels: [class.to_lowercase()].into(),
+            labels: std::iter::once(class).chain(person).collect(),
         });
     }
     Ok(out)
@@ -219,9 +227,9 @@ pub struct LabelReport {
     pub validated: bool,
     /// Photos it was said on.
     pub said: usize,
-    /// Said where the photo's labels name it.
+    /// Said where the photo's labels name it (checkable labels only).
     pub correct: usize,
-    /// Said where the photo's labels do not name it.
+    /// Said where the photo's labels do not name it (checkable labels only).
     pub wrong: usize,
     /// Not said where the photo's labels name it.
     pub missed: usize,
@@ -292,6 +300,12 @@ pub struct PoseVerdict {
     pub fallen: bool,
 }
 
+/// The classes of a falls-style folder whose photos show a person (the other one is
+/// `empty`).
+pub const PERSON_CLASSES: [&str; 4] = ["fallen", "upright", "sitting", "lying_bed"];
+/// The label such a photo also gets, so that the banks' `person` label is checked on it.
+pub const PERSON_LABEL: &str = "person";
+
 /// People, posture and falls on a folder whose photos are labelled with one of the classes
 /// `fallen`, `upright`, `sitting`, `lying_bed` and `empty`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -325,11 +339,7 @@ pub fn pose_report(photos: &[Photo], verdicts: &[PoseVerdict]) -> PoseReport {
         Rate::new(hits, total)
     };
     let up_or_empty = |p: &Photo| ["upright", "sitting", "empty"].iter().any(|c| is(p, c));
-    let person = |p: &Photo| {
-        ["fallen", "upright", "sitting", "lying_bed"]
-            .iter()
-            .any(|c| is(p, c))
-    };
+    let person = |p: &Photo| PERSON_CLASSES.iter().any(|c| is(p, c));
     let (mut agree, mut shown) = (0, 0);
     for (p, v) in photos.iter().zip(verdicts) {
         let want = if is(p, "upright") {
@@ -464,10 +474,13 @@ fn tally(banks: &[Bank], photos: &[Photo], said: &[Vec<usize>], folds: Option<us
         for &j in said {
             let r = &mut per_label[j];
             r.said += 1;
-            if shows(j) {
-                r.correct += 1;
-            } else {
-                r.wrong += 1;
+            // Only labels the data set's labels can confirm or refute count as true or false.
+            if checkable[j] {
+                if shows(j) {
+                    r.correct += 1;
+                } else {
+                    r.wrong += 1;
+                }
             }
             if labels[j].category == Category::Hazard {
                 if shows(j) {
@@ -566,6 +579,86 @@ mod tests {
             posture,
             fallen,
         }
+    }
+
+    /// A falls-style table: a photo of a person gets the `person` label beside its class, an
+    /// empty room does not; the files are found in `images/`.
+    #[test]
+    fn a_class_table_labels_people_and_finds_images() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        std::fs::write(dir.path().join("images/a.jpg"), b"").unwrap();
+        let text = "file\tclass\tsource\na.jpg\tfallen\tx\nb.jpg\tEmpty\ty\nc.jpg\tlying_bed\tz\n";
+        let refs = parse_labels(dir.path(), text).unwrap();
+        let labels: Vec<Vec<&str>> = refs
+            .iter()
+            .map(|r| {
+                let mut v: Vec<&str> = r.labels.iter().map(String::as_str).collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                vec!["fallen", "person"],
+                vec!["empty"],
+                vec!["lying_bed", "person"]
+            ]
+        );
+        assert_eq!(refs[0].path, dir.path().join("images/a.jpg"));
+        assert_eq!(refs[1].path, dir.path().join("b.jpg"));
+        let err = parse_labels(dir.path(), "file\tclass\n../x.jpg\tfallen\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    /// Said labels that the data set's labels cannot confirm or refute count in neither
+    /// column, nor in precision; a checkable one counts where it is right and where wrong.
+    #[test]
+    fn only_checkable_labels_count_as_true_or_false() {
+        let entry = |label: &str| crate::prompts::bank::BankEntry {
+            label: label.into(),
+            category: Category::Object,
+            priority: 1,
+            say: format!("{label}."),
+            threshold: 0.2,
+            neg_mean: 0.0,
+            neg_std: 0.1,
+            aliases: Vec::new(),
+            calibration: crate::prompts::bank::Evidence::UNKNOWN,
+            source: crate::prompts::bank::Source::Text,
+        };
+        let bank = Bank::new(
+            "b".into(),
+            crate::model::ModelIdentity {
+                id: "m".into(),
+                fingerprint: "none".into(),
+            },
+            String::new(),
+            vec![entry("person"), entry("couch")],
+            2,
+            vec![1.0, 0.0, 0.0, 1.0],
+        )
+        .unwrap();
+        let photos: Vec<Photo> = [["fallen", "person"].as_slice(), &["empty"]]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Photo {
+                path: PathBuf::from(format!("{i}.jpg")),
+                labels: l.iter().map(|s| s.to_string()).collect(),
+                dominant: None,
+            })
+            .collect();
+        // Both photos: "person" and "couch" said.
+        let r = tally(&[bank], &photos, &[vec![0, 1], vec![0, 1]], None);
+        let (person, couch) = (&r.labels[0], &r.labels[1]);
+        assert!(person.checkable && !couch.checkable);
+        assert_eq!((person.said, person.correct, person.wrong), (2, 1, 1));
+        assert_eq!((couch.said, couch.correct, couch.wrong), (2, 0, 0));
+        assert_eq!(
+            (r.precision.hits, r.precision.total, r.unchecked),
+            (1, 2, 2)
+        );
     }
 
     #[test]

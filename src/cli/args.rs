@@ -100,7 +100,8 @@ pub struct EvalArgs {
     #[arg(long = "bank", required = true)]
     pub banks: Vec<PathBuf>,
     /// A folder of labelled photos: `labels.tsv` (`file<TAB>label,label,…`, or a header row
-    /// with `file` and `class` columns) and, optionally, `dominant.tsv`. With `--teach`: the
+    /// with `file` and `class` columns, where the classes fallen, upright, sitting and lying_bed
+    /// also count as showing a person) and, optionally, `dominant.tsv`. With `--teach`: the
     /// calibration photos (`file<TAB>label,…`; default prompts/calibration), named like the
     /// data set's photos so that test photos are left out of calibration.
     #[arg(long, required_unless_present = "teach")]

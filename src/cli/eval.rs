@@ -141,14 +141,19 @@ pub fn to_text(r: &Report, per_photo: bool) -> String {
     );
     for l in &r.labels {
         let check = if l.checkable { "" } else { " (not checkable)" };
+        // True and false only mean something where the labels can confirm or refute.
+        let count = |n: usize| match l.checkable {
+            true => n.to_string(),
+            false => "-".into(),
+        };
         out += &format!(
             "{:<28} {:<8} {:>9} {:>5} {:>5} {:>5} {:>6}  {}{check}\n",
             l.label,
             l.category,
             if l.validated { "yes" } else { "no" },
             l.said,
-            l.correct,
-            l.wrong,
+            count(l.correct),
+            count(l.wrong),
             l.missed,
             if l.dominant.total > 0 {
                 rate(&l.dominant)
