@@ -627,6 +627,7 @@ mod tests {
             aliases: Vec::new(),
             calibration: crate::prompts::bank::Evidence::UNKNOWN,
             source: crate::prompts::bank::Source::Text,
+            gate: Vec::new(),
         };
         let bank = Bank::new(
             "b".into(),

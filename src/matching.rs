@@ -6,9 +6,11 @@
 //! `logit_scale × cosine` and top-K rankings for `classify`. Pure arithmetic: it cannot
 //! fail, and NaN never panics a sort (`total_cmp`).
 
+use std::collections::BTreeMap;
+
 use crate::decide::LabelInfo;
 use crate::prompts::bank::{Bank, Source};
-use crate::prompts::calibrate::names;
+use crate::prompts::calibrate::{names, shows, PrecisionRule, Reference};
 use crate::types::Scores;
 
 /// Two labels whose text embeddings are at least this close are rivals (bed and couch, bus
@@ -27,15 +29,17 @@ pub const GATE_TOP_K: usize = 3;
 /// 1. **the gate passes**: among the gate entries (the banks' vocabulary, a broad list of
 ///    things such as the ImageNet class names embedded by the model's own text tower, plus
 ///    every loaded label), the image's best [`GATE_TOP_K`] include one the label owns (the
-///    entries whose text is within [`GATE_COSINE`] of its own, and always the label itself).
-///    So a giraffe is not called a cat for want of a better label. Without a vocabulary in
-///    any bank there is no gate;
+///    entries whose text is within [`GATE_COSINE`] of its own, always the label itself, and
+///    the vocabulary entries calibration learned for it: [`learned_gate`]). So a giraffe is
+///    not called a cat for want of a better label. Without a vocabulary in any bank there is
+///    no gate;
 /// 2. **no rival scores higher**: its rivals are the validated labels whose text is within
 ///    [`RIVAL_COSINE`] of its own and that share none of its names (bed and couch; not a
 ///    hazard and the object it is about). A taught label and the text label of its kind
 ///    are rivals too ("my dog" and "dog"): the one that fits the frame better is said.
 ///
-/// Both come from text embeddings, never from a hand list tied to one model.
+/// Both come from text embeddings and calibration photos, never from a hand list tied to one
+/// model.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     banks: Vec<Bank>,
@@ -92,13 +96,31 @@ impl Matcher {
                 let mut gate = vocab.to_vec();
                 rows.iter().for_each(|r| gate.extend_from_slice(r));
                 let dim = rows.first().map_or(1, |r| r.len());
+                let vocab_rows = vocab.len() / dim;
+                // Learned entries count where they index this same vocabulary.
+                let learned: Vec<&[u32]> = banks
+                    .iter()
+                    .flat_map(|b| {
+                        let same = b.vocabulary() == Some(vocab);
+                        b.entries
+                            .iter()
+                            .map(move |e| if same { e.gate.as_slice() } else { &[] })
+                    })
+                    .collect();
                 let owned = rows
                     .iter()
-                    .map(|w| {
+                    .zip(&learned)
+                    .map(|(w, learned)| {
                         let t: Vec<f32> = gate.chunks_exact(dim).map(|g| dot(w, g)).collect();
                         let best = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let floor = GATE_COSINE.min(best);
-                        (0..t.len()).filter(|&c| t[c] >= floor).collect()
+                        let mut own: Vec<usize> = (0..t.len()).filter(|&c| t[c] >= floor).collect();
+                        for c in learned.iter().map(|&c| c as usize) {
+                            if c < vocab_rows && !own.contains(&c) {
+                                own.push(c);
+                            }
+                        }
+                        own
                     })
                     .collect();
                 (gate, owned)
@@ -143,6 +165,63 @@ impl Matcher {
             out.allowed[j] = gate && !beaten;
         }
     }
+}
+
+/// The gate entries calibration learns for each label of `bank` (in label order), from the
+/// calibration photos `refs` and their unit image embeddings `images`: the rows of the bank's
+/// vocabulary that stand among a photo's best [`GATE_TOP_K`] gate entries (the vocabulary and
+/// the bank's labels) on at least `rule.min_positives` photos showing the label, where at
+/// least `rule.target_precision` of all photos ranking that row so high show the label.
+///
+/// So the data, not the text, says what a label's photos look like to the encoder: with an
+/// ImageNet encoder, photos of people rank "racket" or "suit" first, and "person" owns them
+/// for the gate. The threshold still applies. Taught labels and a bank without a vocabulary
+/// learn none.
+pub fn learned_gate(
+    bank: &Bank,
+    refs: &[Reference],
+    images: &[Vec<f32>],
+    rule: &PrecisionRule,
+) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); bank.len()];
+    let Some(vocab) = bank.vocabulary() else {
+        return out;
+    };
+    let dim = bank.dim();
+    let vocab_rows = vocab.len() / dim;
+    let mut gate = vocab.to_vec();
+    (0..bank.len()).for_each(|i| gate.extend_from_slice(bank.embedding(i)));
+    let label_names: Vec<Vec<String>> = bank
+        .entries
+        .iter()
+        .map(|e| names(&e.label, &e.aliases))
+        .collect();
+    // Per vocabulary row: photos ranking it among their best, and of those, per label, the
+    // photos showing the label.
+    let mut ranked: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut shown: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let (mut cos, mut top) = (Vec::new(), Vec::with_capacity(GATE_TOP_K + 1));
+    for (r, img) in refs.iter().zip(images) {
+        cos.clear();
+        cos.extend(gate.chunks_exact(dim).map(|g| dot(g, img)));
+        best_k(&cos, GATE_TOP_K, &mut top);
+        for &c in top.iter().filter(|&&c| c < vocab_rows) {
+            *ranked.entry(c).or_default() += 1;
+            for (j, ns) in label_names.iter().enumerate() {
+                if shows(ns, &r.labels) {
+                    *shown.entry((j, c)).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (&(j, c), &p) in &shown {
+        let n = ranked.get(&c).copied().unwrap_or(p);
+        let text = matches!(bank.entries[j].source, Source::Text);
+        if text && p >= rule.min_positives && p as f32 >= rule.target_precision * n as f32 {
+            out[j].push(c as u32);
+        }
+    }
+    out
 }
 
 /// The indices of the `k` largest scores, best first, into `out` (no allocation once warm;
@@ -277,6 +356,114 @@ mod tests {
         // Large scales do not overflow.
         softmax_scaled(&[10.0, 9.0, -10.0], 1000.0, &mut out);
         assert!(out.iter().all(|v| v.is_finite()));
+    }
+
+    /// A unit vector of 8 values from (index, value) pairs.
+    fn unit(parts: &[(usize, f32)]) -> Vec<f32> {
+        let mut v = vec![0.0; 8];
+        parts.iter().for_each(|&(i, x)| v[i] = x);
+        assert!(normalize(&mut v));
+        v
+    }
+
+    /// Labels person (e0) and dog (e1), and a vocabulary of six things (e2..e7: "jersey" is
+    /// e2, "racket" e3, "sofa" e4), whose text is far from both labels.
+    fn people_bank(vocab_order: &[usize]) -> Bank {
+        use crate::prompts::bank::{BankEntry, Evidence};
+        let entry = |label: &str| BankEntry {
+            label: label.into(),
+            category: crate::types::Category::Object,
+            priority: 1,
+            say: format!("{label}."),
+            threshold: 0.1,
+            neg_mean: 0.0,
+            neg_std: 0.05,
+            aliases: Vec::new(),
+            calibration: Evidence::UNKNOWN,
+            source: Source::Text,
+            gate: Vec::new(),
+        };
+        let identity = crate::model::ModelIdentity {
+            id: "m".into(),
+            fingerprint: "f".into(),
+        };
+        let rows = [unit(&[(0, 1.0)]), unit(&[(1, 1.0)])].concat();
+        let vocab: Vec<f32> = vocab_order
+            .iter()
+            .flat_map(|&i| unit(&[(i, 1.0)]))
+            .collect();
+        Bank::new(
+            "b".into(),
+            identity,
+            String::new(),
+            vec![entry("person"), entry("dog")],
+            8,
+            rows,
+        )
+        .unwrap()
+        .with_vocabulary(vocab)
+        .unwrap()
+    }
+
+    /// Calibration learns that photos of people rank "jersey" first (on 3 of the 4 photos
+    /// that rank it that high: 0.75), but not "racket" (one photo) nor "sofa" (1 person photo
+    /// of 3); "dog" learns nothing ("sofa": 2 of 3). Then a photo whose best entries are
+    /// jersey, sofa and something else passes person's gate only with the learned entry, and
+    /// only where the learned entries index the gate's own vocabulary.
+    #[test]
+    fn the_gate_learns_what_a_labels_photos_look_like() {
+        let bank = people_bank(&[2, 3, 4, 5, 6, 7]);
+        let photos = [
+            (&[(2, 1.0), (0, 0.5), (4, 0.3)][..], "person"),
+            (&[(2, 1.0), (0, 0.5), (5, 0.3)], "person"),
+            (&[(3, 1.0), (0, 0.5), (6, 0.3)], "person"),
+            (&[(2, 1.0), (0, 0.5), (7, 0.3)], "person"),
+            (&[(1, 1.0), (4, 0.5), (2, 0.3)], "dog"),
+            (&[(1, 1.0), (4, 0.5), (7, 0.2)], "dog"),
+        ];
+        let refs: Vec<Reference> = photos
+            .iter()
+            .map(|(_, l)| Reference {
+                path: "p.jpg".into(),
+                labels: [l.to_string()].into(),
+            })
+            .collect();
+        let images: Vec<Vec<f32>> = photos.iter().map(|(p, _)| unit(p)).collect();
+        let rule = PrecisionRule::default();
+        let learned = learned_gate(&bank, &refs, &images, &rule);
+        assert_eq!(learned, [vec![0u32], vec![]]);
+        // A stricter rule learns nothing.
+        let strict = PrecisionRule {
+            target_precision: 0.8,
+            ..rule
+        };
+        assert_eq!(
+            learned_gate(&bank, &refs, &images, &strict),
+            [Vec::<u32>::new(), Vec::new()]
+        );
+
+        let photo = unit(&[(2, 1.0), (4, 0.6), (6, 0.5), (0, 0.2)]);
+        let person_allowed = |banks: Vec<Bank>| {
+            let mut m = Matcher::new(banks);
+            let mut out = Scores::default();
+            m.score(&photo, &mut out);
+            let person = m.banks().iter().map(Bank::len).sum::<usize>() - 2;
+            // Above its threshold (z 2): only the gate decides.
+            assert!(out.z[person] > 2.0, "{:?}", out.z);
+            out.allowed[person]
+        };
+        assert!(!person_allowed(vec![bank.clone()]));
+        let mut taught = bank.clone();
+        taught.entries[0].gate = learned[0].clone();
+        assert!(person_allowed(vec![taught.clone()]));
+        // Learned entries of a bank whose vocabulary is not the gate's are not used (here the
+        // gate's row 0 is "sofa", among the photo's best).
+        let mut other = people_bank(&[4, 3, 2, 5, 6, 7]);
+        other
+            .entries
+            .iter_mut()
+            .for_each(|e| e.label.push_str(" (other)"));
+        assert!(!person_allowed(vec![other, taught]));
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn watchdog_pets_stop_while_the_frame_loop_is_stuck_and_resume_after() {
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
             source: Default::default(),
+            gate: Vec::new(),
         }],
         bundle.manifest.embedding.dim,
         emb,

@@ -393,6 +393,7 @@ fn synthetic_bank(dim: usize) -> anyhow::Result<Bank> {
             aliases: Vec::new(),
             calibration: crate::prompts::bank::Evidence::UNKNOWN,
             source: Default::default(),
+            gate: Vec::new(),
         });
     }
     Bank::new(

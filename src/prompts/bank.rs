@@ -78,6 +78,10 @@ pub struct BankEntry {
     pub calibration: Evidence,
     /// Where its row came from: text prompts, or photos a user taught.
     pub source: Source,
+    /// Rows of the bank's vocabulary that calibration found among the best matches of photos
+    /// showing the label (learned gate entries, [`crate::matching::learned_gate`]): the gate
+    /// passes on them as on the entries its text is close to. Empty for taught labels.
+    pub gate: Vec<u32>,
 }
 
 /// Where a bank row came from.
@@ -193,6 +197,9 @@ struct EntryMeta {
     /// Image rows: kept photos, relative to the bank's folder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     photos: Vec<String>,
+    /// Learned gate entries: vocabulary rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gate: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +270,24 @@ impl Bank {
             ));
         }
         self.vocabulary = Some(rows);
+        self.check_gate()?;
         Ok(self)
+    }
+
+    /// Every learned gate entry names a row of the vocabulary.
+    fn check_gate(&self) -> Result<(), String> {
+        let rows = self.vocabulary.as_ref().map_or(0, |v| v.len() / self.dim);
+        match self
+            .entries
+            .iter()
+            .find(|e| e.gate.iter().any(|&g| g as usize >= rows))
+        {
+            Some(e) => Err(format!(
+                "label {:?}: learned gate entries {:?} beyond the {rows} vocabulary rows",
+                e.label, e.gate
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The gate vocabulary's rows (each of [`Bank::dim`] values), if the bank has one.
@@ -353,6 +377,7 @@ impl Bank {
                     Source::Image { photos, .. } => photos.clone(),
                     Source::Text => Vec::new(),
                 },
+                gate: e.gate.clone(),
             })
             .collect();
         let mut meta = HashMap::new();
@@ -433,6 +458,7 @@ impl Bank {
                 self.embeddings.extend_from_slice(row);
             }
         }
+        self.check_gate()?;
         Ok(self)
     }
 
@@ -550,6 +576,7 @@ impl Bank {
                         photos: e.photos,
                     },
                 },
+                gate: e.gate,
             })
             .collect();
         let model = ModelIdentity {
@@ -565,7 +592,7 @@ impl Bank {
             embeddings,
         )?;
         match tensors.tensor("vocabulary") {
-            Err(_) => Ok(bank),
+            Err(_) => bank.check_gate().map(|()| bank),
             Ok(t) => {
                 if t.dtype() != Dtype::F16 || t.shape().len() != 2 || t.shape()[1] != dim {
                     return Err(format!(
@@ -640,6 +667,7 @@ mod tests {
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
             source: Source::Text,
+            gate: Vec::new(),
         };
         Bank::new(
             "test".into(),
@@ -667,6 +695,39 @@ mod tests {
         back.cosines(&[0.6, 0.8], &mut out);
         assert_eq!(out, [0.6, 0.8]);
         assert!((back.entries[0].z_threshold() - 4.0).abs() < 1e-5);
+    }
+
+    /// Learned gate entries survive a file, and ones beyond the vocabulary are refused: at
+    /// load, and when a bank gains its vocabulary or an entry.
+    #[test]
+    fn learned_gate_entries_round_trip_and_must_name_vocabulary_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.safetensors");
+        let mut bank = sample()
+            .with_vocabulary(vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5])
+            .unwrap();
+        bank.entries[0].gate = vec![0, 2];
+        bank.save(&path).unwrap();
+        let back = Bank::load(&path).unwrap();
+        assert_eq!(back.entries[0].gate, [0, 2]);
+        assert!(back.entries[1].gate.is_empty());
+        assert_eq!(back, bank);
+        // Row 3 of a 3-row vocabulary, or any row without one.
+        bank.entries[1].gate = vec![3];
+        bank.save(&path).unwrap();
+        let err = Bank::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("fire") && err.contains("learned gate"),
+            "{err}"
+        );
+        let mut bare = sample();
+        bare.entries[0].gate = vec![0];
+        bare.save(&path).unwrap();
+        assert!(Bank::load(&path).is_err());
+        assert!(bare.clone().with_vocabulary(vec![1.0, 0.0]).is_ok());
+        let mut entry = sample().entries[1].clone();
+        entry.gate = vec![5];
+        assert!(sample().with_entry(entry, &[0.0, 1.0]).is_err());
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub fn build_bank(
             neg_std: s.neg_std,
             calibration: Evidence::of(s),
             source: Default::default(),
+            gate: Vec::new(),
         })
         .collect();
     let calibration = rule.describe(refs.len());
@@ -181,12 +182,13 @@ pub fn build_bank(
         label_emb.concat(),
     )
     .map_err(BuildError::Bank)?;
-    let bank = if vocab_emb.is_empty() {
+    let mut bank = if vocab_emb.is_empty() {
         bank
     } else {
         bank.with_vocabulary(vocab_emb.concat())
             .map_err(BuildError::Bank)?
     };
+    crate::prompts::calibrate::learn_gate(&mut bank, refs, &photo_emb, rule);
     Ok((bank, stats))
 }
 

@@ -53,7 +53,7 @@ impl PrecisionRule {
     /// A line for the bank's `calibration` metadata.
     pub fn describe(&self, photos: usize) -> String {
         format!(
-            "precision rule: the lowest z ≥ {} (std above the mean on photos without the label) at which ≥ {} of the calibration photos above it show the label; validated with ≥ {} photos showing it; otherwise z ≥ max({}, every negative); {photos} calibration photos",
+            "precision rule: the lowest z ≥ {} (std above the mean on photos without the label) at which ≥ {} of the calibration photos above it show the label; validated with ≥ {} photos showing it; otherwise z ≥ max({}, every negative); text labels learn gate entries from the same photos; {photos} calibration photos",
             self.floor_z, self.target_precision, self.min_positives, self.fallback_z
         )
     }
@@ -262,9 +262,20 @@ pub fn recalibrate(
         text.concat(),
     )
     .map_err(bad)?;
-    match bank.vocabulary() {
-        Some(v) => out.with_vocabulary(v.to_vec()).map_err(bad),
-        None => Ok(out),
+    let mut out = match bank.vocabulary() {
+        Some(v) => out.with_vocabulary(v.to_vec()).map_err(bad)?,
+        None => out,
+    };
+    learn_gate(&mut out, refs, images, rule);
+    Ok(out)
+}
+
+/// Sets every label's learned gate entries ([`crate::matching::learned_gate`]) from the
+/// calibration photos.
+pub fn learn_gate(bank: &mut Bank, refs: &[Reference], images: &[Vec<f32>], rule: &PrecisionRule) {
+    let gate = crate::matching::learned_gate(bank, refs, images, rule);
+    for (e, g) in bank.entries.iter_mut().zip(gate) {
+        e.gate = g;
     }
 }
 

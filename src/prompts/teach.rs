@@ -199,6 +199,7 @@ pub fn taught_entry(
             ..Evidence::of(s)
         },
         source: Source::Image { shots, photos },
+        gate: Vec::new(),
     })
 }
 

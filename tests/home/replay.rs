@@ -47,6 +47,7 @@ fn test_bank(model: &Path, out: &Path) {
         aliases: Vec::new(),
         calibration: Evidence::UNKNOWN,
         source: Default::default(),
+        gate: Vec::new(),
     };
     let bank = Bank::new(
         "home-test".into(),

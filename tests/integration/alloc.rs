@@ -78,6 +78,7 @@ fn bank(dim: usize, labels: usize) -> Bank {
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
             source: Default::default(),
+            gate: Vec::new(),
         })
         .collect();
     let embeddings = (0..labels * dim)

@@ -158,6 +158,7 @@ fn setup() -> (
             aliases: Vec::new(),
             calibration: Evidence::UNKNOWN,
             source: Default::default(),
+            gate: Vec::new(),
         }
     };
     let bank = Bank::new(

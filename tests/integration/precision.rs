@@ -256,9 +256,8 @@ fn an_unvalidated_hazard_is_silent_by_default_and_hedged_on_request() {
 }
 
 /// The committed banks are what `prompts/make-banks.sh` writes: the same labels, thresholds
-/// (to float precision) and validated flags, rebuilt here with `embed-prompts` (without the
-/// gate vocabulary, which takes a minute per bank to embed and does not change the
-/// calibration; the committed banks must carry one).
+/// (to float precision), validated flags and learned gate entries, rebuilt here with
+/// `embed-prompts` and the same gate vocabulary.
 #[test]
 fn the_committed_banks_match_what_make_banks_writes() {
     let script = std::fs::read_to_string(root().join("prompts/make-banks.sh")).unwrap();
@@ -295,6 +294,7 @@ fn the_committed_banks_match_what_make_banks_writes() {
         for (a, b) in fresh.entries.iter().zip(&committed.entries) {
             assert_eq!(a.label, b.label, "{set}");
             assert_eq!(a.calibration, b.calibration, "{set}: {}", a.label);
+            assert_eq!(a.gate, b.gate, "{set}: {} learned gate entries", a.label);
             assert!(
                 (a.threshold - b.threshold).abs() < 1e-4,
                 "{set}: {} threshold {} vs committed {}",
@@ -312,7 +312,7 @@ fn the_committed_banks_match_what_make_banks_writes() {
 
 /// `eval --person-model` counts people as `run` says them: the pose stage's sentence counts as
 /// saying "person" (and is checked against the photo's labels like any label), the banks' own
-/// "person" stays silent. Four calibration photos, the banks' own calibration.
+/// "person" stays silent. Five calibration photos, the banks' own calibration.
 #[test]
 fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,6 +320,7 @@ fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
     let ids = [
         "000000000136",
         "000000000394",
+        "000000000370",
         "000000000471",
         "000000000474",
     ];
@@ -328,7 +329,7 @@ fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
         .lines()
         .filter(|l| ids.iter().any(|id| l.starts_with(id)))
         .collect();
-    assert_eq!(mine.len(), 4);
+    assert_eq!(mine.len(), 5);
     std::fs::write(dir.path().join("labels.tsv"), mine.join("\n") + "\n").unwrap();
     for id in ids {
         let name = format!("{id}.jpg");
@@ -365,8 +366,13 @@ fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
         eval(&[]),
         eval(&["--person-model", person_model.to_str().unwrap()]),
     );
-    // The boy with a glove: the banks say nothing; the pose stage says a person.
-    assert!(photo(&without, "000000000474", "said").is_empty());
+    // A man over broccoli: the banks say nothing; the pose stage says a person.
+    assert!(photo(&without, "000000000370", "said").is_empty());
+    assert_eq!(photo(&with, "000000000370", "said"), ["person"]);
+    // The boy with a glove: among his photo's best gate entries is one that the banks'
+    // "person" learned from the calibration photos, so the banks say a person; with the
+    // person model the pose stage says it instead, once.
+    assert_eq!(photo(&without, "000000000474", "said"), ["person"]);
     assert_eq!(photo(&with, "000000000474", "said"), ["person"]);
     // The bus: the hazard and the bus as before, then the person by the pose stage.
     assert_eq!(
@@ -375,6 +381,6 @@ fn eval_with_the_person_model_counts_the_people_sentences_as_person() {
     );
     // The dog photo has no person: the pose stage's false person is counted as wrong.
     assert_eq!(photo(&with, "000000000394", "wrong"), ["person"]);
-    assert_eq!(with["precision"]["hits"], 5);
-    assert_eq!(with["precision"]["total"], 6);
+    assert_eq!(with["precision"]["hits"], 6);
+    assert_eq!(with["precision"]["total"], 7);
 }
