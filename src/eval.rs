@@ -385,7 +385,7 @@ pub fn evaluate(
         let labels = matcher.labels();
         let person = labels
             .iter()
-            .position(|l| l.category == Category::Person && l.label == "person");
+            .position(|l| l.category == Category::Person && l.label == PERSON_LABEL);
         for &i in members {
             matcher.score(&embeddings[i], &mut scores);
             let posed = people.map(|p| &p[i]);

@@ -151,19 +151,27 @@ impl Matcher {
     pub fn score(&mut self, embedding: &[f32], out: &mut Scores) {
         score(&self.banks, embedding, out);
         let gated = !self.gate.is_empty();
-        if gated {
-            let dim = embedding.len().max(1);
-            self.gate_cos.resize(self.gate.len() / dim, 0.0);
-            for (c, row) in self.gate_cos.iter_mut().zip(self.gate.chunks_exact(dim)) {
-                *c = dot(row, embedding);
-            }
-            best_k(&self.gate_cos, GATE_TOP_K, &mut self.top);
-        }
+        self.rank_gate(embedding);
         for j in 0..out.z.len() {
             let gate = !gated || self.top.iter().any(|c| self.owned[j].contains(c));
             let beaten = self.rivals[j].iter().any(|&k| out.z[k] > out.z[j]);
             out.allowed[j] = gate && !beaten;
         }
+    }
+
+    /// The image's best [`GATE_TOP_K`] gate entries, best first, into `self.top` (none
+    /// without a gate; no allocation once warm).
+    fn rank_gate(&mut self, embedding: &[f32]) {
+        self.top.clear();
+        if self.gate.is_empty() {
+            return;
+        }
+        let dim = embedding.len().max(1);
+        self.gate_cos.resize(self.gate.len() / dim, 0.0);
+        for (c, row) in self.gate_cos.iter_mut().zip(self.gate.chunks_exact(dim)) {
+            *c = dot(row, embedding);
+        }
+        best_k(&self.gate_cos, GATE_TOP_K, &mut self.top);
     }
 }
 
@@ -187,10 +195,9 @@ pub fn learned_gate(
     let Some(vocab) = bank.vocabulary() else {
         return out;
     };
-    let dim = bank.dim();
-    let vocab_rows = vocab.len() / dim;
-    let mut gate = vocab.to_vec();
-    (0..bank.len()).for_each(|i| gate.extend_from_slice(bank.embedding(i)));
+    let vocab_rows = vocab.len() / bank.dim();
+    // The gate of this bank alone, as `run` ranks it.
+    let mut matcher = Matcher::new(vec![bank.clone()]);
     let label_names: Vec<Vec<String>> = bank
         .entries
         .iter()
@@ -200,12 +207,9 @@ pub fn learned_gate(
     // photos showing the label.
     let mut ranked: BTreeMap<usize, usize> = BTreeMap::new();
     let mut shown: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-    let (mut cos, mut top) = (Vec::new(), Vec::with_capacity(GATE_TOP_K + 1));
     for (r, img) in refs.iter().zip(images) {
-        cos.clear();
-        cos.extend(gate.chunks_exact(dim).map(|g| dot(g, img)));
-        best_k(&cos, GATE_TOP_K, &mut top);
-        for &c in top.iter().filter(|&&c| c < vocab_rows) {
+        matcher.rank_gate(img);
+        for &c in matcher.top.iter().filter(|&&c| c < vocab_rows) {
             *ranked.entry(c).or_default() += 1;
             for (j, ns) in label_names.iter().enumerate() {
                 if shows(ns, &r.labels) {
