@@ -409,9 +409,11 @@ mod tests {
         .unwrap()
     }
 
-    /// Calibration learns that photos of people rank "jersey" first (on 3 of the 4 photos
-    /// that rank it that high: 0.75), but not "racket" (one photo) nor "sofa" (1 person photo
-    /// of 3); "dog" learns nothing ("sofa": 2 of 3). Then a photo whose best entries are
+    /// Calibration with two photos at least learns that photos of people rank "jersey" first
+    /// (on 3 of the 4 photos that rank it that high: 0.75), but not "racket" (one photo) nor
+    /// "sofa" (1 person photo of 3); "dog" learns nothing ("sofa": 2 of 3). The default rule
+    /// (one photo) learns "racket" too, and the two entries only person photos rank, but still
+    /// not "sofa" nor e7 (a person and a dog). Then a photo whose best entries are
     /// jersey, sofa and something else passes person's gate only with the learned entry, and
     /// only where the learned entries index the gate's own vocabulary.
     #[test]
@@ -433,7 +435,14 @@ mod tests {
             })
             .collect();
         let images: Vec<Vec<f32>> = photos.iter().map(|(p, _)| unit(p)).collect();
-        let rule = PrecisionRule::default();
+        assert_eq!(
+            learned_gate(&bank, &refs, &images, &PrecisionRule::default()),
+            [vec![0u32, 1, 3, 4], vec![]]
+        );
+        let rule = PrecisionRule {
+            min_positives: 2,
+            ..PrecisionRule::default()
+        };
         let learned = learned_gate(&bank, &refs, &images, &rule);
         assert_eq!(learned, [vec![0u32], vec![]]);
         // A stricter rule learns nothing.

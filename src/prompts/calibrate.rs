@@ -43,7 +43,7 @@ impl Default for PrecisionRule {
         PrecisionRule {
             target_precision: 0.75,
             floor_z: 1.0,
-            min_positives: 2,
+            min_positives: 1,
             fallback_z: 2.5,
         }
     }
@@ -436,5 +436,48 @@ mod tests {
         assert_eq!(mixed.positives, 3);
         assert!(!mixed.validated, "{mixed:?}");
         assert_eq!(mixed.false_hits, 0);
+    }
+
+    /// One photo showing a label validates it (the default rule) only when it scores above
+    /// every photo without the label: one positive and one negative above the threshold would
+    /// be a precision of 0.5. `min_positives: 2` keeps such a label silent.
+    #[test]
+    fn one_photo_validates_only_above_every_negative() {
+        let text = vec![vec![1.0, 0.0]];
+        let photo = |c: f32, label: Option<&str>| {
+            let r = Reference {
+                path: "x".into(),
+                labels: label.map(|l| l.to_string()).into_iter().collect(),
+            };
+            (r, vec![c, (1.0 - c * c).sqrt()])
+        };
+        let set = |pos: f32| -> (Vec<Reference>, Vec<Vec<f32>>) {
+            (0..10)
+                .map(|i| photo(0.1 + i as f32 * 0.02, None))
+                .chain(std::iter::once(photo(pos, Some("bear"))))
+                .unzip()
+        };
+        let one = |pos: f32, rule: &PrecisionRule| {
+            let (refs, images) = set(pos);
+            calibrate(&[("bear", &[][..])], &text, &refs, &images, rule).unwrap()[0]
+        };
+        let rule = PrecisionRule::default();
+        assert_eq!(rule.min_positives, 1);
+        let above = one(0.9, &rule);
+        assert!(above.validated, "{above:?}");
+        assert!(
+            above.threshold > 0.28 && above.threshold <= 0.9 + 1e-6,
+            "{above:?}"
+        );
+        assert_eq!((above.positives, above.hits, above.false_hits), (1, 1, 0));
+        let two = PrecisionRule {
+            min_positives: 2,
+            ..rule
+        };
+        assert!(!one(0.9, &two).validated);
+        // Below the highest negative (0.28): no threshold keeps the precision.
+        let below = one(0.27, &rule);
+        assert!(!below.validated, "{below:?}");
+        assert_eq!(below.false_hits, 0);
     }
 }
