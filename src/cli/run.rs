@@ -141,11 +141,9 @@ fn log_unvalidated(banks: &[Bank], policy: Unvalidated) {
         .iter()
         .flat_map(|b| b.entries.iter())
         .filter(|e| !e.calibration.validated)
-        .map(|e| {
-            format!(
-                "{} ({} calibration photos show it)",
-                e.label, e.calibration.positives
-            )
+        .map(|e| match e.calibration.positives {
+            1 => format!("{} (1 calibration photo shows it)", e.label),
+            n => format!("{} ({n} calibration photos show it)", e.label),
         })
         .collect();
     if labels.is_empty() {
