@@ -1,6 +1,7 @@
 //! Precision-first announcements: what `classify --json` says a still photo would make the
 //! device say is what `run` says on it; unvalidated labels stay silent by default; the banks
-//! in `prompts/banks/` are what `prompts/make-banks.sh` writes.
+//! in `prompts/banks/` are what `prompts/make-banks.sh` writes, and the README lists what they
+//! say and keep silent.
 
 use std::path::PathBuf;
 
@@ -307,6 +308,59 @@ fn the_committed_banks_match_what_make_banks_writes() {
             fresh.vocabulary().map(<[f32]>::len),
             committed.vocabulary().map(<[f32]>::len)
         );
+    }
+}
+
+/// The README's "what it can and cannot see" lists come out of the committed banks: every
+/// validated label of the objects and hazards banks is in its **said** list and not in its
+/// **silent** one, and every other label the other way round.
+#[test]
+fn the_readme_lists_what_the_committed_banks_say_and_keep_silent() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    // A bullet runs from its marker to the end of its last sentence or the next bullet.
+    let bullet = |marker: &str| -> String {
+        let start = readme
+            .find(marker)
+            .unwrap_or_else(|| panic!("README has no {marker}"));
+        let rest = &readme[start + marker.len()..];
+        let end = ["\n  - ", "\n- ", ".\n"]
+            .iter()
+            .filter_map(|t| rest.find(t))
+            .min()
+            .unwrap_or(rest.len());
+        rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (said, silent) = (
+        bullet("**said** (validated):"),
+        bullet("**silent** (not validated"),
+    );
+    // A label stands in a list as a whole name: "stairs" is not in "stairs going down", but
+    // is in "stairs (0)".
+    let has = |list: &str, label: &str| {
+        list.match_indices(label).any(|(i, _)| {
+            let before = list[..i].chars().last();
+            let after = &list[i + label.len()..];
+            !before.is_some_and(char::is_alphanumeric)
+                && (after.is_empty()
+                    || after.starts_with([',', ';', '"', ')', '.'])
+                    || after.starts_with(" ("))
+        })
+    };
+    for set in ["objects", "hazards"] {
+        let b = clipsight::prompts::bank::Bank::load(&bank(set)).unwrap();
+        for e in &b.entries {
+            let (want, other) = if e.calibration.validated {
+                (&said, &silent)
+            } else {
+                (&silent, &said)
+            };
+            assert!(
+                has(want, &e.label) && !has(other, &e.label),
+                "{set}: {} (validated {}) is in the wrong README list",
+                e.label,
+                e.calibration.validated
+            );
+        }
     }
 }
 
