@@ -208,13 +208,14 @@ pub fn learned_gate(
     let mut ranked: BTreeMap<usize, usize> = BTreeMap::new();
     let mut shown: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for (r, img) in refs.iter().zip(images) {
+        let showing: Vec<usize> = (0..label_names.len())
+            .filter(|&j| shows(&label_names[j], &r.labels))
+            .collect();
         matcher.rank_gate(img);
         for &c in matcher.top.iter().filter(|&&c| c < vocab_rows) {
             *ranked.entry(c).or_default() += 1;
-            for (j, ns) in label_names.iter().enumerate() {
-                if shows(ns, &r.labels) {
-                    *shown.entry((j, c)).or_default() += 1;
-                }
+            for &j in &showing {
+                *shown.entry((j, c)).or_default() += 1;
             }
         }
     }
