@@ -129,6 +129,16 @@ fn write_config(
     config_path
 }
 
+/// `out`, after checking that its process exited 0 (its stderr is the failure message).
+fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn run_binary(config: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"));
     cmd.arg("run").arg("--config").arg(config);
@@ -143,9 +153,7 @@ fn mqtt_replayed_fall_through_the_binary_gives_a_check_in_and_one_alert() {
     let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
     // 1 s standing, then 5 s on the floor.
     let config_path = tiny_home_config(dir.path(), &broker, prefix, (10, 50), 1.5);
-    let out = run_binary(&config_path).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    succeeded(run_binary(&config_path).output().unwrap());
 
     let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
     assert!(transcript.contains("Are you all right?"), "{transcript}");
@@ -197,12 +205,7 @@ fn mqtt_set_cancel_reaches_the_running_binary_through_the_command_bus() {
         m.json()["step"] == "check_in_cancelled"
     });
     assert_eq!(end.json()["by"], "mqtt");
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(child.wait_with_output().unwrap());
     let transcript = std::fs::read_to_string(dir.path().join("speech/transcript.jsonl")).unwrap();
     assert!(
         transcript.contains("All right. I will not call anyone."),
@@ -229,12 +232,7 @@ fn run_pose_home(dir: &Path, frames: &Path, broker: &Broker, prefix: &str) -> St
         ..Default::default()
     };
     let config_path = write_config(dir, models, (broker, prefix), frames, 1.5);
-    let out = run_binary(&config_path).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(run_binary(&config_path).output().unwrap());
     std::fs::read_to_string(dir.join("speech/transcript.jsonl")).unwrap()
 }
 
@@ -281,19 +279,24 @@ fn mqtt_pose_stage_sees_a_fall_with_the_shipped_models() {
 /// The same person standing the whole time: no check-in, no alert.
 #[test]
 fn mqtt_pose_stage_stays_quiet_while_the_person_is_up() {
+    let (transcript, alerts) = replay_still(&photo("person.jpg"), "pose/up");
+    assert!(!transcript.contains("Are you all right?"), "{transcript}");
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+/// 60 frames of one photo (6 s at 10 fps) through `run --config` with the shipped models
+/// against a fresh mosquitto: the transcript, and every alert published under `prefix`.
+fn replay_still(still: &Path, prefix: &str) -> (String, Vec<Msg>) {
     let broker = Broker::start("");
     let dir = tempfile::tempdir().unwrap();
-    let prefix = "pose/up";
     let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
     for i in 0..60 {
-        std::fs::copy(photo("person.jpg"), frames.join(format!("{i:04}.jpg"))).unwrap();
+        std::fs::copy(still, frames.join(format!("{i:04}.jpg"))).unwrap();
     }
     let transcript = run_pose_home(dir.path(), &frames, &broker, prefix);
-    assert!(!transcript.contains("Are you all right?"), "{transcript}");
-    let alerts = settled_alerts(&sub, prefix);
-    assert!(alerts.is_empty(), "{alerts:?}");
+    (transcript, settled_alerts(&sub, prefix))
 }
 
 /// The team's labelled falls photos (`../shared/data/falls-dev` beside the repository, or
@@ -331,19 +334,16 @@ fn mqtt_pose_stage_gives_no_alert_for_someone_lying_on_a_sofa() {
         return;
     };
     // The single frame as the monitor sees it: a person lying, not fallen.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
-        .arg("classify")
-        .args(["--model", "models/default"])
-        .args(["--person-model", "models/person"])
-        .args(["--bank", "prompts/banks/home.safetensors", "--json"])
-        .arg(&sofa)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_clipsight"))
+            .arg("classify")
+            .args(["--model", "models/default"])
+            .args(["--person-model", "models/person"])
+            .args(["--bank", "prompts/banks/home.safetensors", "--json"])
+            .arg(&sofa)
+            .current_dir(root())
+            .output()
+            .unwrap(),
     );
     // One JSON object per image.
     let frame: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -356,17 +356,7 @@ fn mqtt_pose_stage_gives_no_alert_for_someone_lying_on_a_sofa() {
     assert!(postures.contains(&"lying"), "{frame}");
     assert_eq!(frame["fallen"], false, "{frame}");
 
-    let broker = Broker::start("");
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = "pose/sofa";
-    let sub = Subscriber::connect(broker.port, &[&format!("{prefix}/#")]);
-    let frames = dir.path().join("frames");
-    std::fs::create_dir(&frames).unwrap();
-    for i in 0..60 {
-        std::fs::copy(&sofa, frames.join(format!("{i:04}.jpg"))).unwrap();
-    }
-    let transcript = run_pose_home(dir.path(), &frames, &broker, prefix);
+    let (transcript, alerts) = replay_still(&sofa, "pose/sofa");
     assert!(!transcript.contains("Are you all right?"), "{transcript}");
-    let alerts = settled_alerts(&sub, prefix);
     assert!(alerts.is_empty(), "{alerts:?}");
 }
